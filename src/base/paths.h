@@ -28,9 +28,16 @@ struct Paths {
   std::string moduleUserConfig(const std::string& m) const {
     return moduleConfDir(m) + "/userconfig.xml";
   }
-  // Module variable data (SAFEUSERVAR): module.db, userlogs, active configuration.
+  // Module variable data (SAFEUSERVAR): log.db, resource.db, userlogs, active configuration.
   std::string moduleVarDir(const std::string& m) const { return var + "/modules/" + m; }
-  std::string moduleDb(const std::string& m) const { return moduleVarDir(m) + "/module.db"; }
+  std::string moduleLogDb(const std::string& m) const { return moduleVarDir(m) + "/log.db"; }
+  std::string moduleResourceDb(const std::string& m) const {
+    return moduleVarDir(m) + "/resource.db";
+  }
+  // The runtime's lifecycle state, rewritten atomically on every change (survives kill -9).
+  std::string runtimeStateFile(const std::string& m) const {
+    return moduleVarDir(m) + "/runtime.json";
+  }
   // Active (applied) configuration, written by `halo config` (SAFEUSERCONF / SAFEUSERBIN).
   std::string activeDir(const std::string& m) const { return moduleVarDir(m) + "/active"; }
   std::string activeConfDir(const std::string& m) const { return activeDir(m) + "/conf"; }

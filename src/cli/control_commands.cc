@@ -1,0 +1,212 @@
+// halo start | stop | restart | stopstart | forcestop | shutdown | waitstart | waitstop |
+// waitstate | state
+#include <unistd.h>
+
+#include <iomanip>
+#include <iostream>
+
+#include "cli/commands.h"
+#include "module/resource_store.h"
+#include "sys/files.h"
+
+namespace halo::cli {
+
+namespace {
+
+int printReply(const Cli& cli, const Result<proto::Reply>& r) {
+  if (!r.ok()) {
+    return cli.fail(r.status());
+  }
+  if (!r->ok()) {
+    return cli.fail(r->message, r->exit_code);
+  }
+  if (!r->message.empty()) {
+    std::cout << r->message << "\n";
+  }
+  return kExitOk;
+}
+
+// Waits through the runtime (which answers when the condition holds). While the module has no
+// runtime (stopped, or being respawned by halod) the persisted state decides, re-checked every
+// 100 ms until the deadline.
+int waitFor(Cli& cli, const std::string& kind, const std::string& target,
+            std::optional<int> timeout_s) {
+  Status s = cli.requireModule();
+  if (!s.ok()) {
+    return cli.fail(s);
+  }
+  const std::string& m = cli.module;
+  const auto deadline =
+      timeout_s ? std::optional(cli.time.monotonicTime() + std::chrono::seconds(*timeout_s))
+                : std::nullopt;
+  while (true) {
+    std::optional<Millis> left;
+    if (deadline) {
+      left = std::chrono::duration_cast<Millis>(*deadline - cli.time.monotonicTime());
+      if (left->count() <= 0) {
+        auto st = cli.moduleState(m);
+        return cli.fail("timed out; module " + m + " is " + st.state.describe());
+      }
+    }
+    proto::Request req{"wait", m, cli.identity, {{"kind", kind}, {"state", target}}};
+    if (left) {
+      req.params["timeout_ms"] = left->count();
+    }
+    auto r = cli.runtime(m, req, std::nullopt);
+    if (r.ok()) {
+      if (r->ok()) {
+        std::cout << m << ": " << r->message << "\n";
+        return kExitOk;
+      }
+      return cli.fail("module " + m + ": " + r->message, r->exit_code);
+    }
+    if (r.status().code() != StatusCode::Unavailable) {
+      return cli.fail(r.status());
+    }
+    // No runtime: the module is stopped, or its runtime is being restarted.
+    auto st = cli.moduleState(m);
+    if (!st.runtime_alive) {
+      const bool stopped = st.state.main == core::MainState::Stop;
+      if ((kind == "stop" || (kind == "state" && target == "STOP")) && stopped) {
+        std::cout << m << ": " << st.state.describe() << "\n";
+        return kExitOk;
+      }
+      if (kind == "start" && stopped) {
+        const std::string why = st.details.value("last_error", "");
+        return cli.fail("module " + m + " is " + st.state.describe() +
+                        (why.empty() ? "" : ": " + why) + "; see halo log -m " + m);
+      }
+    }
+    usleep(100000);
+  }
+}
+
+}  // namespace
+
+int controlStart(Cli& cli) {
+  Status s = cli.requireModule();
+  if (!s.ok()) {
+    return cli.fail(s);
+  }
+  if (!sys::pathExists(cli.paths.activeConfDir(cli.module) + "/userconfig.xml")) {
+    return cli.fail("module " + cli.module + " is not configured: run halo config -m " +
+                    cli.module);
+  }
+  auto st = cli.moduleState(cli.module);
+  if (st.runtime_alive) {
+    return cli.fail("module " + cli.module + " is already started (" + st.state.describe() +
+                    "); use halo restart or halo stopstart");
+  }
+  return printReply(cli, cli.daemon(proto::Request{"start", cli.module, cli.identity, {}}));
+}
+
+int controlCommand(Cli& cli, const std::string& verb) {
+  Status s = cli.requireModule();
+  if (!s.ok()) {
+    return cli.fail(s);
+  }
+  auto r = cli.runtime(cli.module, proto::Request{verb, cli.module, cli.identity, {}});
+  if (!r.ok() && r.status().code() == StatusCode::Unavailable) {
+    return cli.fail("module " + cli.module + " is not started (" +
+                    cli.moduleState(cli.module).state.describe() + ")");
+  }
+  return printReply(cli, r);
+}
+
+int controlShutdown(Cli& cli) {
+  int rc = kExitOk;
+  std::vector<std::string> stopping;
+  for (const auto& m : cli.installedModules()) {
+    auto r = cli.runtime(m, proto::Request{"stop", m, cli.identity, {}});
+    if (r.ok() && !r->ok()) {
+      r = cli.runtime(m, proto::Request{"forcestop", m, cli.identity, {}});
+    }
+    if (r.ok() && r->ok()) {
+      stopping.push_back(m);
+    }
+  }
+  for (const auto& m : stopping) {
+    cli.module = m;
+    if (waitFor(cli, "stop", "STOP", std::nullopt) != kExitOk) {
+      rc = kExitFailure;
+    }
+  }
+  if (stopping.empty()) {
+    std::cout << "No module was running\n";
+  }
+  return rc;
+}
+
+int controlWait(Cli& cli, const std::string& kind, const std::string& state,
+                std::optional<int> timeout_s) {
+  std::string target = state;
+  if (kind == "state") {
+    auto parsed = core::parseMainState(state);
+    if (!parsed) {
+      return cli.fail("unknown state '" + state + "' (expected STOP, WAIT, ALONE, PRIM, SECOND "
+                      "or UP)", kExitUsage);
+    }
+    target = core::mainStateName(*parsed);
+  }
+  return waitFor(cli, kind, target, timeout_s);
+}
+
+int controlState(Cli& cli, bool verbose, bool lq) {
+  if (cli.module.empty()) {
+    const auto mods = cli.installedModules();
+    std::cout << "---------------------- Summary State ----------------------\n";
+    if (mods.empty()) {
+      std::cout << "  (no module installed)\n";
+    }
+    for (const auto& m : mods) {
+      std::cout << "  " << std::left << std::setw(20) << m << " | "
+                << cli.moduleState(m).state.describe() << "\n";
+    }
+    return kExitOk;
+  }
+  Status s = cli.requireModule();
+  if (!s.ok()) {
+    return cli.fail(s);
+  }
+  const std::string& m = cli.module;
+  auto st = cli.moduleState(m);
+  std::cout << m << ": " << st.state.describe() << "\n";
+  if (lq) {
+    return core::stateExitCode(st.state.main);
+  }
+  if (!verbose) {
+    return kExitOk;
+  }
+  const auto& d = st.details;
+  std::cout << "  runtime:   "
+            << (st.runtime_alive ? "running (pid " + std::to_string(d.value("pid", 0)) + ")"
+                                 : std::string("not running"))
+            << "\n  operation: " << d.value("operation", "none");
+  if (d.contains("script")) {
+    std::cout << " (running script " << d.value("script", "") << ")";
+  }
+  std::cout << "\n";
+  if (!d.value("last_error", "").empty()) {
+    std::cout << "  last error: " << d.value("last_error", "") << "\n";
+  }
+  auto res = ResourceStore::open(cli.paths.moduleResourceDb(m));
+  if (res.ok()) {
+    auto list = res->list();
+    if (list.ok() && !list->empty()) {
+      std::cout << "  resources:\n";
+      for (const auto& r : *list) {
+        std::cout << "    " << std::left << std::setw(28) << r.name << " "
+                  << (r.value.empty() ? resourceStateName(r.state) : r.value) << "  (by "
+                  << r.setter << ")\n";
+      }
+    }
+  }
+  if (sys::pathExists(cli.paths.activeBinDir(m) + "/state")) {
+    std::cout << "  application state (script state):\n" << std::flush;
+    (void)cli.runScript(m, cli.paths.activeBinDir(m), cli.paths.activeConfDir(m), "state",
+                        {core::mainStateName(st.state.main)});
+  }
+  return kExitOk;
+}
+
+}  // namespace halo::cli

@@ -1,0 +1,351 @@
+#include "module/runtime.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "module/script_env.h"
+#include "sys/files.h"
+#include "sys/process.h"
+
+namespace halo::module {
+
+namespace {
+constexpr const char* kComponent = "runtime";
+constexpr const char* kScripts = "userplug";
+
+LogLevel levelOf(core::Severity s) {
+  switch (s) {
+    case core::Severity::Critical: return LogLevel::Critical;
+    case core::Severity::Error: return LogLevel::Error;
+    case core::Severity::User: return LogLevel::User;
+    case core::Severity::State: return LogLevel::State;
+    case core::Severity::Info: return LogLevel::Info;
+  }
+  return LogLevel::Info;
+}
+}  // namespace
+
+Result<std::unique_ptr<Runtime>> Runtime::create(RuntimeOptions options, sys::EventLoop& loop) {
+  const Paths& p = options.paths;
+  const std::string& m = options.module;
+  const std::string conf = p.activeConfDir(m) + "/userconfig.xml";
+  if (!sys::pathExists(conf)) {
+    return failedPrecondition("module '" + m + "' is not configured: run halo config -m " + m);
+  }
+  auto cfg = config::parseModuleConfigFile(conf, config::processEnvironment());
+  if (!cfg.ok()) {
+    return failedPrecondition("the active configuration of module '" + m + "' is invalid: " +
+                              cfg.status().message() + "; fix it and run halo config -m " + m);
+  }
+  if (cfg->service.mode != config::Mode::Light) {
+    return failedPrecondition(std::string("module '") + m + "' has mode=\"" +
+                              config::modeName(cfg->service.mode) +
+                              "\", which this Halo build cannot run yet (light modules only)");
+  }
+  HALO_RETURN_IF_ERROR(sys::makeDirs(p.moduleVarDir(m)));
+  HALO_ASSIGN_OR_RETURN(ModuleLog log, ModuleLog::open(p.moduleLogDb(m), m));
+  HALO_ASSIGN_OR_RETURN(ResourceStore res, ResourceStore::open(p.moduleResourceDb(m)));
+  return std::unique_ptr<Runtime>(
+      new Runtime(std::move(options), loop, std::move(*cfg), std::move(log), std::move(res)));
+}
+
+Runtime::Runtime(RuntimeOptions options, sys::EventLoop& loop, config::ModuleConfig config,
+                 ModuleLog log, ResourceStore resources)
+    : options_(std::move(options)),
+      loop_(loop),
+      config_(std::move(config)),
+      log_(std::move(log)),
+      resources_(std::move(resources)),
+      scripts_(loop, loop.time()) {}
+
+Status Runtime::begin() {
+  const Paths& p = options_.paths;
+  const std::string& m = options_.module;
+  HALO_RETURN_IF_ERROR(sys::makeDirs(p.run + "/modules", 0700));
+  HALO_ASSIGN_OR_RETURN(server_, sys::LineServer::listen(
+                                     loop_, p.moduleSocket(m),
+                                     [this](auto conn, const auto& line) { onRequest(conn, line); }));
+  server_->setClosedHandler([this](sys::LineServer::ConnId conn) {
+    std::erase_if(waiters_, [&](const Waiter& w) {
+      if (w.conn == conn && w.timer != 0) {
+        loop_.cancelTimer(w.timer);
+      }
+      return w.conn == conn;
+    });
+  });
+  HALO_RETURN_IF_ERROR(sys::writeFileAtomic(p.modulePidFile(m), std::to_string(getpid()) + "\n"));
+  if (options_.recover) {
+    HALO_ASSIGN_OR_RETURN(PersistedState s, loadPersistedState(p, m));
+    last_error_ = s.last_error;
+    log(LogLevel::Info, kComponent,
+        "Runtime restarted; persisted state " + s.state.describe() + ", operation " +
+            core::operationName(s.operation));
+    execute(machine_.recover(s.state, s.operation));
+    return okStatus();
+  }
+  trimUserlogs();
+  last_error_.clear();
+  log(LogLevel::User, kComponent, "Action start called by " + caller_);
+  auto actions = machine_.command(core::Operation::Start);
+  if (!actions.ok()) {
+    return actions.status();
+  }
+  execute(std::move(*actions));
+  return okStatus();
+}
+
+void Runtime::requestStop(const std::string& caller) {
+  const auto op = machine_.operation() == core::Operation::None ? core::Operation::Stop
+                                                                : core::Operation::Forcestop;
+  control(op, caller);
+}
+
+void Runtime::log(LogLevel level, const std::string& component, const std::string& message) {
+  Status s = log_.append(loop_.time().systemTime(), level, component, message);
+  if (!s.ok()) {
+    // The log is the operator's view; if it fails, stderr (the journal under systemd) is left.
+    fprintf(stderr, "halo-module %s: cannot write log: %s (%s)\n", options_.module.c_str(),
+            s.message().c_str(), message.c_str());
+  }
+}
+
+void Runtime::persist() {
+  PersistedState s{machine_.state(), machine_.operation(), last_error_};
+  Status st = savePersistedState(options_.paths, options_.module, s);
+  if (!st.ok()) {
+    log(LogLevel::Error, kComponent, "Cannot persist the module state: " + st.message());
+  }
+  (void)resources_.setValue("state.local", s.state.describe(), kComponent,
+                            loop_.time().systemTime());
+}
+
+void Runtime::execute(std::vector<core::Action> actions) {
+  for (auto& action : actions) {
+    if (auto* run = std::get_if<core::RunScript>(&action)) {
+      runScript(*run);
+    } else if (auto* set = std::get_if<core::SetState>(&action)) {
+      log(LogLevel::State, kComponent,
+          std::string("Local state ") + core::mainStateName(set->state.main) + " " +
+              core::readinessName(set->state.readiness));
+      if (set->state == core::ModuleState{core::MainState::Up, core::Readiness::Ready}) {
+        last_error_.clear();
+      }
+      persist();
+    } else if (auto* line = std::get_if<core::LogLine>(&action)) {
+      log(levelOf(line->severity), kComponent, line->message);
+    } else if (std::holds_alternative<core::KillScript>(action)) {
+      scripts_.kill();
+    } else if (auto* done = std::get_if<core::OperationDone>(&action)) {
+      persist();
+      if (done->stopped) {
+        exit_code_ = 0;
+        checkWaiters();
+        loop_.exit();
+        return;
+      }
+    }
+  }
+  persist();
+  checkWaiters();
+}
+
+ScriptContext Runtime::scriptContext() const {
+  ScriptEnvInput in{options_.paths, options_.module, options_.cli_dir, options_.prefix, {}};
+  if (config_.user) {
+    for (const auto& v : config_.user->vars) {
+      in.vars.emplace_back(v.name, v.value);
+    }
+  }
+  ScriptContext ctx;
+  ctx.bin_dir = options_.paths.activeBinDir(options_.module);
+  if (config_.user && config_.user->logging == config::UserLogging::Userlog) {
+    ctx.userlog_dir = options_.paths.moduleVarDir(options_.module);
+  }
+  ctx.env = buildScriptEnv(in, sys::currentEnvironment());
+  return ctx;
+}
+
+void Runtime::runScript(const core::RunScript& script) {
+  auto done = [this, script](const core::ScriptOutcome& outcome) {
+    if (outcome.present && !outcome.success && script.kind == core::ScriptKind::Start) {
+      last_error_ = "script " + script.name + " failed (" + outcome.detail + ")";
+    }
+    execute(machine_.scriptFinished(outcome));
+  };
+  if (!config_.user) {
+    // Without <user>, a module runs no scripts (reference 3.2.8).
+    loop_.post([done] { done(core::ScriptOutcome{false, true, "scripts disabled"}); });
+    return;
+  }
+  std::optional<Millis> timeout;
+  if (script.kind == core::ScriptKind::StopGraceful) {
+    timeout = config_.user->nicestoptimeout;
+  } else if (script.kind == core::ScriptKind::StopForce) {
+    timeout = config_.user->forcestoptimeout;
+  }
+  std::string call = script.name;
+  for (const auto& a : script.args) {
+    call += " " + a;
+  }
+  scripts_.run(script, scriptContext(), timeout,
+               [this, call](const std::string& userlog) {
+                 log(LogLevel::Info, kScripts,
+                     "Script " + call + (userlog.empty() ? "" : " > " + userlog));
+               },
+               done);
+}
+
+void Runtime::trimUserlogs() {
+  if (!config_.user) {
+    return;
+  }
+  const std::string dir = options_.paths.moduleVarDir(options_.module);
+  std::vector<std::pair<std::string, off_t>> logs;  // names sort by date
+  off_t total = 0;
+  for (const auto& name : sys::listDir(dir)) {
+    struct stat st;
+    if (name.rfind("userlog_", 0) == 0 && stat((dir + "/" + name).c_str(), &st) == 0) {
+      logs.emplace_back(name, st.st_size);
+      total += st.st_size;
+    }
+  }
+  const off_t limit = static_cast<off_t>(config_.user->userlogsize_kb) * 1024;
+  for (size_t i = 0; i < logs.size() && total > limit; ++i) {
+    unlink((dir + "/" + logs[i].first).c_str());
+    total -= logs[i].second;
+  }
+}
+
+void Runtime::onRequest(sys::LineServer::ConnId conn, const std::string& line) {
+  auto req = proto::decodeRequest(line);
+  if (!req.ok()) {
+    server_->reply(conn, proto::encodeReply(proto::errorReply(
+                             "malformed request: " + req.status().message(), 2)));
+    return;
+  }
+  bool deferred = false;
+  proto::Reply reply = handle(conn, *req, deferred);
+  if (!deferred) {
+    server_->reply(conn, proto::encodeReply(reply));
+  }
+}
+
+proto::Reply Runtime::stateReply() const {
+  const auto s = machine_.state();
+  nlohmann::json data = {{"module", options_.module},
+                         {"mode", config::modeName(config_.service.mode)},
+                         {"state", core::mainStateName(s.main)},
+                         {"readiness", core::readinessName(s.readiness)},
+                         {"operation", core::operationName(machine_.operation())},
+                         {"pid", getpid()},
+                         {"last_error", last_error_}};
+  if (machine_.runningScript()) {
+    data["script"] = machine_.runningScript()->name;
+  }
+  return proto::okReply(s.describe(), data);
+}
+
+proto::Reply Runtime::control(core::Operation op, const std::string& caller) {
+  auto actions = machine_.command(op);
+  if (!actions.ok()) {
+    return proto::errorReply("module " + options_.module + ": " + actions.status().message());
+  }
+  log(LogLevel::User, kComponent,
+      std::string("Action ") + core::operationName(op) + " called by " + caller);
+  execute(std::move(*actions));
+  return proto::okReply(std::string(core::operationName(op)) + " of module " + options_.module +
+                        " in progress");
+}
+
+proto::Reply Runtime::reload() {
+  const std::string conf = options_.paths.activeConfDir(options_.module) + "/userconfig.xml";
+  auto cfg = config::parseModuleConfigFile(conf, config::processEnvironment());
+  if (!cfg.ok()) {
+    return proto::errorReply("reload refused, the running configuration is unchanged: " +
+                             cfg.status().message());
+  }
+  if (cfg->service.mode != config_.service.mode) {
+    return proto::errorReply("reload refused: the mode cannot change while the module runs; "
+                             "stop the module, then run halo config");
+  }
+  config_ = std::move(*cfg);
+  log(LogLevel::Info, kComponent, "Dynamic configuration applied");
+  return proto::okReply("configuration reloaded");
+}
+
+proto::Reply Runtime::handle(sys::LineServer::ConnId conn, const proto::Request& req,
+                             bool& deferred) {
+  const std::string caller = req.identity.empty() ? "admin" : req.identity;
+  if (req.cmd == "state" || req.cmd == "ping") {
+    return stateReply();
+  }
+  if (req.cmd == "reload") {
+    return reload();
+  }
+  if (req.cmd == "wait") {
+    Waiter w{conn, req.params.value("kind", "state"), std::nullopt, 0};
+    if (w.kind == "state") {
+      w.target = core::parseMainState(req.params.value("state", ""));
+      if (!w.target) {
+        return proto::errorReply("unknown state '" + req.params.value("state", "") +
+                                     "' (expected STOP, WAIT, ALONE, PRIM, SECOND or UP)",
+                                 2);
+      }
+    }
+    const int64_t timeout_ms = req.params.value("timeout_ms", int64_t{0});
+    if (timeout_ms > 0) {
+      w.timer = loop_.addTimer(Millis(timeout_ms), [this, conn] {
+        std::erase_if(waiters_, [&](const Waiter& x) { return x.conn == conn; });
+        proto::Reply r = stateReply();
+        r.exit_code = 1;
+        r.message = "timed out; module " + options_.module + " is " + r.message;
+        server_->reply(conn, proto::encodeReply(r));
+      });
+    }
+    waiters_.push_back(w);
+    deferred = true;
+    checkWaiters();
+    return {};
+  }
+  if (auto op = core::parseOperation(req.cmd); op && *op != core::Operation::None) {
+    return control(*op, caller);
+  }
+  return proto::errorReply("unknown command '" + req.cmd + "'", 2);
+}
+
+void Runtime::checkWaiters() {
+  const auto s = machine_.state();
+  const bool idle = machine_.operation() == core::Operation::None;
+  std::vector<Waiter> keep;
+  for (auto& w : waiters_) {
+    bool satisfied = false;
+    int code = 0;
+    if (w.kind == "state") {
+      satisfied = idle && s.stable() && s.main == *w.target;
+    } else if (w.kind == "start") {
+      satisfied = idle && s.stable();
+      code = s == core::ModuleState{core::MainState::Up, core::Readiness::Ready} ? 0 : 1;
+    } else if (w.kind == "stop") {
+      satisfied = idle && s.main == core::MainState::Stop;
+    } else {
+      satisfied = true;
+      code = 2;
+    }
+    if (!satisfied) {
+      keep.push_back(w);
+      continue;
+    }
+    if (w.timer != 0) {
+      loop_.cancelTimer(w.timer);
+    }
+    proto::Reply r = stateReply();
+    r.exit_code = code;
+    if (code != 0 && !last_error_.empty()) {
+      r.message += ": " + last_error_;
+    }
+    server_->reply(w.conn, proto::encodeReply(r));
+  }
+  waiters_ = std::move(keep);
+}
+
+}  // namespace halo::module
