@@ -109,6 +109,15 @@ std::vector<std::string> Cli::scriptEnv(const std::string& m, const std::string&
   const std::string cli = module::findTool("halo");
   module::ScriptEnvInput in{paths, m, cli.empty() ? "" : cli.substr(0, cli.rfind('/')),
                             module::installPrefix(), {}};
+  // The <var>s of the configuration the script belongs to (staged, active or installed).
+  auto env_in = config::processEnvironment();
+  env_in["HALO_ROOT"] = paths.root;
+  auto cfg = config::parseModuleConfigFile(conf_dir + "/userconfig.xml", env_in);
+  if (cfg.ok() && cfg->user) {
+    for (const auto& v : cfg->user->vars) {
+      in.vars.emplace_back(v.name, v.value);
+    }
+  }
   auto env = module::buildScriptEnv(in, sys::currentEnvironment());
   sys::setEnv(env, "SAFEUSERBIN", bin_dir);
   sys::setEnv(env, "HALO_USERBIN", bin_dir);
