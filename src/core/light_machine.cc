@@ -63,6 +63,11 @@ void LightMachine::enqueueStop(MainState from, const std::string& action, bool g
   queue_.push_back(SetState{{MainState::Stop, Readiness::NotReady}});
 }
 
+Status LightMachine::busyError() const {
+  return failedPrecondition(std::string("the module is busy (") + operationName(op_) +
+                            " in progress, " + state_.describe() + "); " + stopHint());
+}
+
 void LightMachine::enqueueRestart() {
   queue_.push_back(SetState{{MainState::Up, Readiness::Transient}});
   enqueueScript(kStopBoth, {"UP", "UP", "restart"}, ScriptKind::StopGraceful);
@@ -80,8 +85,7 @@ Result<std::vector<Action>> LightMachine::command(Operation op) {
       return invalidArgument("no operation");
     case Operation::Start:
       if (busy) {
-        return failedPrecondition(std::string("the module is busy (") + operationName(op_) +
-                                  " in progress, " + now + "); " + stopHint());
+        return busyError();
       }
       if (state_.main != MainState::Stop) {
         return failedPrecondition("the module is already started (" + now +
@@ -91,8 +95,7 @@ Result<std::vector<Action>> LightMachine::command(Operation op) {
       break;
     case Operation::Stop:
       if (busy) {
-        return failedPrecondition(std::string("the module is busy (") + operationName(op_) +
-                                  " in progress, " + now + "); " + stopHint());
+        return busyError();
       }
       if (state_.main == MainState::Stop) {
         return failedPrecondition("the module is not started (" + now + ")");
@@ -110,8 +113,7 @@ Result<std::vector<Action>> LightMachine::command(Operation op) {
       break;
     case Operation::Stopstart:
       if (busy) {
-        return failedPrecondition(std::string("the module is busy (") + operationName(op_) +
-                                  " in progress, " + now + "); " + stopHint());
+        return busyError();
       }
       if (state_.main == MainState::Stop) {
         return failedPrecondition("the module is not started (" + now + "); use halo start");

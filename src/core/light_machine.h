@@ -82,6 +82,7 @@ class LightMachine {
   void enqueueStart(const std::string& action);
   // `app_may_run`: the application may be running, so stop_both must be called.
   void enqueueStop(MainState from, const std::string& action, bool graceful, bool app_may_run);
+  Status busyError() const;
   void enqueueRestart();
   void enqueueScript(std::string name, std::vector<std::string> args, ScriptKind kind);
   std::vector<Action> advance();

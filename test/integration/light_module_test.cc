@@ -377,5 +377,46 @@ TEST_F(LightModuleTest, HalodRestartAdoptsRunningRuntimes) {
   EXPECT_NE(node_->readPid(pidfile), runtime);
 }
 
+TEST_F(LightModuleTest, ModuleIdsStayStableAcrossReinstallAndPackagesRoundTrip) {
+  const std::string safe = makeModule("web");
+  ASSERT_EQ(node_->halo({"module", "install", "-M", "5", safe}).exit_code, 0);
+  ASSERT_EQ(node_->halo({"config", "-m", "web"}).exit_code, 0);
+  // -r replaces a stopped module and keeps its id.
+  auto r = node_->halo({"module", "install", "-r", safe});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("with id 5"));
+  // A package of the installed module installs elsewhere as is.
+  const std::string copy = node_->root() + "/copy.safe";
+  ASSERT_EQ(node_->halo({"module", "package", "-m", "web", copy}).exit_code, 0);
+  r = node_->halo({"module", "install", "-m", "web2", copy});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("with id 1"));
+  // Uninstall, then reinstall without -M: the name gets its id back.
+  ASSERT_EQ(node_->halo({"module", "uninstall", "-m", "web"}).exit_code, 0);
+  EXPECT_EQ(node_->halo({"module", "listid"}).output, "web2 1\n");
+  r = node_->halo({"module", "install", safe});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("with id 5"));
+  EXPECT_THAT(node_->halo({"module", "getports", "-m", "web"}).output, HasSubstr("UDP 8892"));
+}
+
+TEST_F(LightModuleTest, ShutdownStopsEveryModule) {
+  installAndConfigure("web", makeModule("web"));
+  startAndWaitUp("web");
+  const pid_t server = node_->readPid(node_->varDir("web") + "/web.pid");
+  ASSERT_TRUE(processAlive(server));
+  auto r = node_->halo({"shutdown"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(node_->halo({"state"}).output,
+            "---------------------- Summary State ----------------------\n"
+            "  web                  | STOP (NotReady)\n");
+  EXPECT_FALSE(processAlive(server));
+  // A running module cannot be uninstalled; a stopped one can.
+  startAndWaitUp("web");
+  r = node_->halo({"module", "uninstall", "-m", "web"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.output, HasSubstr("is running; stop it first"));
+}
+
 }  // namespace
 }  // namespace halo::test
