@@ -97,6 +97,24 @@ Cli::StateInfo Cli::moduleState(const std::string& m) const {
   return info;
 }
 
+bool Cli::moduleStarted(const std::string& m) const {
+  const auto st = moduleState(m);
+  return st.runtime_alive || st.state.main != core::MainState::Stop;
+}
+
+bool Cli::restartPending(const std::string& m) const {
+  auto r = daemon(proto::Request{"runtimes", "", "", {}});
+  if (!r.ok() || !r->ok()) {
+    return false;
+  }
+  for (const auto& e : r->data.value("runtimes", nlohmann::json::array())) {
+    if (e.value("module", "") == m) {
+      return true;
+    }
+  }
+  return false;
+}
+
 Result<config::ModuleConfig> Cli::installedConfig(const std::string& m) const {
   auto env = config::processEnvironment();
   env["HALO_ROOT"] = paths.root;

@@ -46,6 +46,11 @@ struct Cli {
     nlohmann::json details = nlohmann::json::object();
   };
   StateInfo moduleState(const std::string& module) const;
+  // Started: a runtime answers, or the persisted state is not STOP (its runtime may be
+  // restarting). What must not happen to a running module checks this.
+  bool moduleStarted(const std::string& module) const;
+  // halod is restarting the runtime of `module` (after a crash): a wait may go on.
+  bool restartPending(const std::string& module) const;
   // Parses the installed (not yet applied) configuration of a module.
   Result<config::ModuleConfig> installedConfig(const std::string& module) const;
   // Environment for scripts run by the CLI itself (config, confcheck, level...).

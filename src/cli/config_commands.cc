@@ -98,7 +98,7 @@ int moduleConfig(Cli& cli) {
     return cli.fail(cfg.status().message() + unchanged);
   }
   const auto st = cli.moduleState(m);
-  const bool running = st.runtime_alive;
+  const bool running = st.runtime_alive || st.state.main != core::MainState::Stop;
   if (running) {
     auto old = sys::readFile(cli.paths.activeConfDir(m) + "/safeconf.xml");
     if (old.ok()) {
@@ -150,7 +150,9 @@ int moduleConfig(Cli& cli) {
     std::cerr << "halo: warning: " << w << "\n";
   }
   cli.moduleLog(m, 'U', "Configuration applied (halo config)");
-  if (running) {
+  if (running && !st.runtime_alive) {
+    std::cout << "Module " << m << " configured; its runtime, being restarted, will apply it\n";
+  } else if (running) {
     auto r = cli.runtime(m, proto::Request{"reload", m, cli.identity, {}});
     if (!r.ok() || !r->ok()) {
       return cli.fail("configuration written but the running module did not reload it: " +
@@ -209,7 +211,7 @@ int moduleDeconfig(Cli& cli) {
     return cli.fail(s);
   }
   const std::string& m = cli.module;
-  if (cli.moduleState(m).state.main != core::MainState::Stop) {
+  if (cli.moduleStarted(m)) {
     return cli.fail("module " + m + " is running; stop it first (halo stop -m " + m + ")");
   }
   if (!sys::pathExists(cli.paths.activeDir(m))) {

@@ -76,6 +76,16 @@ int waitFor(Cli& cli, const std::string& kind, const std::string& target,
         return cli.fail("module " + m + " is " + st.state.describe() +
                         (why.empty() ? "" : ": " + why) + "; see halo log -m " + m);
       }
+      if (!stopped && !cli.restartPending(m)) {
+        // Nothing will bring a runtime back: waiting longer cannot succeed.
+        return cli.fail("module " + m + " is " + st.state.describe() +
+                        " but its runtime is not running and halod is not restarting it; start "
+                        "halod, or start the module again with halo start -m " + m);
+      }
+      if (stopped) {
+        return cli.fail("module " + m + " is " + st.state.describe() + "; start it with halo "
+                        "start -m " + m);
+      }
     }
     usleep(100000);
   }

@@ -54,7 +54,7 @@ int moduleInstall(Cli& cli, const std::string& file, std::optional<int> id, bool
                                            : std::string()) +
                     "; uninstall it first or use -r to replace it");
   }
-  if (present && cli.moduleState(name).state.main != core::MainState::Stop) {
+  if (present && cli.moduleStarted(name)) {
     return cli.fail("module '" + name + "' is running; stop it (halo stop -m " + name +
                     ") before replacing it");
   }
@@ -139,7 +139,7 @@ int moduleUninstall(Cli& cli) {
     return cli.fail(s);
   }
   const std::string& m = cli.module;
-  if (cli.moduleState(m).state.main != core::MainState::Stop) {
+  if (cli.moduleStarted(m)) {
     return cli.fail("module '" + m + "' is running; stop it first (halo stop -m " + m + ")");
   }
   if (sys::pathExists(cli.paths.activeDir(m))) {

@@ -43,6 +43,7 @@ int run(int ready_fd) {
   }
   syslog(LOG_INFO, "halod started (HALO_ROOT=%s)", paths.root.c_str());
   if (ready_fd >= 0) {
+    [[maybe_unused]] ssize_t n = write(ready_fd, "OK\n", 3);
     close(ready_fd);
   }
   st = (*loop)->run();
@@ -86,13 +87,19 @@ int main(int argc, char** argv) {
   }
   if (pid > 0) {
     close(pipefd[1]);
+    std::string got;
     char buf[1024];
-    ssize_t n = read(pipefd[0], buf, sizeof(buf));
-    if (n > 0) {
-      fwrite(buf, 1, static_cast<size_t>(n), stderr);
-      return 1;
+    for (ssize_t n; (n = read(pipefd[0], buf, sizeof(buf))) > 0;) {
+      got.append(buf, static_cast<size_t>(n));
     }
-    return 0;
+    if (got == "OK\n") {
+      return 0;
+    }
+    // Anything else, including nothing (a crash before it was ready), is a failure.
+    fputs(got.empty() ? "halod: exited before it was ready; see $HALO_ROOT/var/log/halo/halod.log\n"
+                      : got.c_str(),
+          stderr);
+    return 1;
   }
   close(pipefd[0]);
   setsid();

@@ -1,8 +1,10 @@
 #include "daemon/supervisor.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "module/runtime_state.h"
@@ -89,13 +91,21 @@ void Supervisor::spawn(const std::string& module, bool recover, Reply done) {
                            child.status().message()));
     return;
   }
+  auto w = loop_.watchReadable(child->pidfd, [this, module] { onExit(module); });
+  if (!w.ok()) {
+    sys::killProcessGroup(child->pid, SIGKILL);
+    close(child->pidfd);
+    close(ready[0]);
+    done(proto::errorReply("cannot watch the module runtime: " + w.status().message()));
+    return;
+  }
   Entry& e = entries_[module];
   e.pid = child->pid;
   e.pidfd = child->pidfd;
   e.child = true;
+  e.recovering = recover;
+  e.watch = *w;
   e.started = loop_.time().monotonicTime();
-  auto w = loop_.watchReadable(e.pidfd, [this, module] { onExit(module); });
-  e.watch = w.ok() ? *w : 0;
   watchReadiness(module, ready[0], std::move(done));
 }
 
@@ -153,8 +163,8 @@ void Supervisor::onExit(const std::string& module) {
   auto persisted = module::loadPersistedState(paths_, module);
   const bool stopped = persisted.ok() && persisted->state.main == core::MainState::Stop &&
                        persisted->operation == core::Operation::None;
-  if (info && info->code == 2) {
-    entries_.erase(it);  // refused to start (configuration); it reported why
+  if (info && info->code == 2 && !e.recovering) {
+    entries_.erase(it);  // an operator's start was refused; the operator was told why
     return;
   }
   if ((info && info->success()) || (!info && stopped)) {
@@ -184,16 +194,22 @@ void Supervisor::scheduleRestart(const std::string& module, const std::string& w
     }
     const int failures = it->second.failures;
     entries_.erase(it);
-    spawn(module, /*recover=*/true, [this, module](const proto::Reply& r) {
-      if (!r.ok()) {
-        logger_(module, 'C', "Restart of the module runtime failed: " + r.message);
-      } else {
+    spawn(module, /*recover=*/true, [this, module, failures](const proto::Reply& r) {
+      if (r.ok()) {
         logger_(module, 'I', "Module runtime restarted");
+        return;
+      }
+      logger_(module, 'C', "Restart of the module runtime failed: " + r.message);
+      // The module is still started: keep trying (with backoff) until it runs or is stopped.
+      // If the runtime was spawned, its exit reaches onExit, which schedules the next try.
+      if (!supervises(module)) {
+        entries_[module].failures = failures + 1;
+        scheduleRestart(module, r.message);
       }
     });
     auto again = entries_.find(module);
     if (again != entries_.end()) {
-      again->second.failures = failures;
+      again->second.failures = std::max(again->second.failures, failures);
     }
   });
 }

@@ -51,6 +51,7 @@ class Supervisor {
     sys::EventLoop::Id restart_timer = 0;
     MonotonicTime started;
     int failures = 0;
+    bool recovering = false;  // spawned with --recover: a refusal is retried, not final
   };
   void spawn(const std::string& module, bool recover, Reply done);
   void onExit(const std::string& module);

@@ -173,8 +173,13 @@ void Runtime::runScript(const core::RunScript& script) {
     execute(machine_.scriptFinished(outcome));
   };
   if (!config_.user) {
-    // Without <user>, a module runs no scripts (reference 3.2.8).
-    loop_.post([done] { done(core::ScriptOutcome{false, true, "scripts disabled"}); });
+    // Without <user>, a module runs no scripts (reference 3.2.8): report each as absent, in
+    // order, without recursing.
+    loop_.post([this, script, done] {
+      if (machine_.runningScript() == script) {
+        done(core::ScriptOutcome{false, true, "scripts disabled"});
+      }
+    });
     return;
   }
   std::optional<Millis> timeout;

@@ -16,15 +16,15 @@ ScriptRunner::~ScriptRunner() { kill(); }
 void ScriptRunner::run(const core::RunScript& script, const ScriptContext& ctx,
                        std::optional<Millis> timeout, StartedCallback started,
                        DoneCallback done) {
+  ++generation_;
   const std::string path = ctx.bin_dir + "/" + script.name;
   if (!sys::pathExists(path)) {
-    loop_.post([done] { done(core::ScriptOutcome{false, true, "not present"}); });
+    postOutcome(std::move(done), core::ScriptOutcome{false, true, "not present"});
     return;
   }
   if (!sys::isExecutableFile(path)) {
-    loop_.post([done, path] {
-      done(core::ScriptOutcome{true, false, path + " is not executable (chmod +x it)"});
-    });
+    postOutcome(std::move(done),
+                core::ScriptOutcome{true, false, path + " is not executable (chmod +x it)"});
     return;
   }
   int out_fd = -1;
@@ -54,8 +54,7 @@ void ScriptRunner::run(const core::RunScript& script, const ScriptContext& ctx,
     close(out_fd);
   }
   if (!child.ok()) {
-    const std::string why = child.status().message();
-    loop_.post([done, why] { done(core::ScriptOutcome{true, false, why}); });
+    postOutcome(std::move(done), core::ScriptOutcome{true, false, child.status().message()});
     return;
   }
   pid_ = child->pid;
@@ -63,7 +62,14 @@ void ScriptRunner::run(const core::RunScript& script, const ScriptContext& ctx,
   done_ = std::move(done);
   timed_out_ = false;
   auto w = loop_.watchReadable(pidfd_, [this] { onExit(); });
-  watch_ = w.ok() ? *w : 0;
+  if (!w.ok()) {
+    // Without a watch the end would never be seen: abandon the script now.
+    sys::killProcessGroup(pid_, SIGKILL);
+    kill();
+    postOutcome(std::move(done), core::ScriptOutcome{true, false, w.status().message()});
+    return;
+  }
+  watch_ = *w;
   if (timeout) {
     timeout_ = *timeout;
     timer_ = loop_.addTimer(*timeout, [this] { onTimeout(); });
@@ -71,6 +77,14 @@ void ScriptRunner::run(const core::RunScript& script, const ScriptContext& ctx,
   if (started) {
     started(userlog);
   }
+}
+
+void ScriptRunner::postOutcome(DoneCallback done, core::ScriptOutcome outcome) {
+  loop_.post([this, gen = generation_, done = std::move(done), outcome = std::move(outcome)] {
+    if (gen == generation_) {
+      done(outcome);
+    }
+  });
 }
 
 void ScriptRunner::onTimeout() {
@@ -110,6 +124,7 @@ void ScriptRunner::finish(const core::ScriptOutcome& outcome) {
 }
 
 void ScriptRunner::kill() {
+  ++generation_;  // also drops a result already posted for the abandoned run
   if (pid_ <= 0) {
     return;
   }

@@ -42,6 +42,8 @@ class ScriptRunner {
   void onExit();
   void onTimeout();
   void finish(const core::ScriptOutcome& outcome);
+  // Reports `outcome` from the loop later, unless the run was abandoned meanwhile.
+  void postOutcome(DoneCallback done, core::ScriptOutcome outcome);
 
   sys::EventLoop& loop_;
   TimeSource& time_;
@@ -50,6 +52,9 @@ class ScriptRunner {
   sys::EventLoop::Id watch_ = 0;
   sys::EventLoop::Id timer_ = 0;
   bool timed_out_ = false;
+  // Bumped by every run() and kill(): a result posted for an abandoned run is dropped, so it
+  // can never be taken for the outcome of the next script.
+  uint64_t generation_ = 0;
   Millis timeout_{0};
   DoneCallback done_;
 };

@@ -138,9 +138,8 @@ void EventLoop::runDueTimers() {
 }
 
 Status EventLoop::run() {
-  running_ = true;
   epoll_event events[32];
-  while (running_) {
+  while (!exit_requested_) {
     int timeout_ms = -1;
     if (!timers_.empty()) {
       auto wait = std::chrono::duration_cast<Millis>(timers_.begin()->first -
@@ -151,7 +150,7 @@ Status EventLoop::run() {
     if (n < 0 && errno != EINTR) {
       return errnoStatus("epoll_wait", errno);
     }
-    for (int i = 0; i < n && running_; ++i) {
+    for (int i = 0; i < n && !exit_requested_; ++i) {
       const uint64_t tag = events[i].data.u64;
       if (tag == kEventFdTag) {
         drainPosted();

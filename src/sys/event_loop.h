@@ -39,9 +39,9 @@ class EventLoop {
   // Runs `cb` on the loop thread soon; safe from any thread.
   void post(Callback cb);
 
-  // Runs until exit() is called.
+  // Runs until exit() is called (returns at once if it was called before run()).
   Status run();
-  void exit() { running_ = false; }
+  void exit() { exit_requested_ = true; }
   TimeSource& time() { return time_; }
 
  private:
@@ -62,7 +62,7 @@ class EventLoop {
   int epoll_fd_;
   int event_fd_;
   int signal_fd_ = -1;
-  bool running_ = false;
+  bool exit_requested_ = false;
   Id next_id_ = 1;
   std::map<Id, Watch> watches_;
   std::multimap<MonotonicTime, Timer> timers_;

@@ -105,6 +105,10 @@ Result<Child> spawn(const SpawnOptions& o) {
   c.pid = pid;
   auto fd = openPidfd(pid);
   if (!fd.ok()) {
+    // Unwatchable means unsupervised: do not leave it running.
+    killProcessGroup(pid, SIGKILL);
+    int status;
+    waitpid(pid, &status, 0);
     return fd.status();
   }
   c.pidfd = *fd;

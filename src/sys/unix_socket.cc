@@ -73,6 +73,15 @@ void LineServer::onAccept() {
   while (true) {
     int c = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (c < 0) {
+      if (errno == EMFILE || errno == ENFILE) {
+        // The pending connection keeps the socket readable: pause accepting instead of
+        // spinning, and try again shortly.
+        loop_.unwatch(watch_);
+        loop_.addTimer(Millis(100), [this] {
+          auto w = loop_.watchReadable(fd_, [this] { onAccept(); });
+          watch_ = w.ok() ? *w : 0;
+        });
+      }
       return;
     }
     const ConnId id = next_++;
