@@ -7,6 +7,7 @@
 
 #include "base/strings.h"
 #include "cli/commands.h"
+#include "cli/keys.h"
 #include "config/cluster_config.h"
 #include "config/validate.h"
 #include "module/node_db.h"
@@ -57,6 +58,36 @@ std::vector<std::string> nonDynamicChanges(const std::string& old_xml, const std
   return out;
 }
 
+// Executables the configuration names (custom checkers, errd handlers) must exist and run.
+Status checkExecutables(const config::ModuleConfig& cfg, const std::string& file,
+                        const std::string& bin_dir) {
+  auto check = [&](const std::string& path, int line, const std::string& what) -> Status {
+    const std::string full = !path.empty() && path[0] == '/' ? path : bin_dir + "/" + path;
+    if (!sys::pathExists(full)) {
+      return invalidArgument(file + ":" + std::to_string(line) + ": " + what + " '" + path +
+                             "' not found (looked for " + full + ")");
+    }
+    if (!sys::isExecutableFile(full)) {
+      return invalidArgument(file + ":" + std::to_string(line) + ": " + what + " '" + path +
+                             "' is not executable (run chmod +x " + full + ")");
+    }
+    return okStatus();
+  };
+  if (cfg.check) {
+    for (const auto& c : cfg.check->custom) {
+      HALO_RETURN_IF_ERROR(check(c.exec, c.line, "<custom> exec"));
+    }
+  }
+  if (cfg.errd) {
+    for (const auto& p : cfg.errd->procs) {
+      if (p.action == config::ProcAction::Handler) {
+        HALO_RETURN_IF_ERROR(check(p.handler, p.line, "<proc> action handler"));
+      }
+    }
+  }
+  return okStatus();
+}
+
 Result<config::ModuleConfig> validateInstalled(const Cli& cli, const std::string& m) {
   HALO_ASSIGN_OR_RETURN(config::ModuleConfig cfg, cli.installedConfig(m));
   const std::string cluster = cli.paths.clusterXml();
@@ -69,6 +100,8 @@ Result<config::ModuleConfig> validateInstalled(const Cli& cli, const std::string
                               "FILE first");
   }
   HALO_RETURN_IF_ERROR(checkScripts(cli.paths.moduleBinDir(m)));
+  HALO_RETURN_IF_ERROR(
+      checkExecutables(cfg, cli.paths.moduleUserConfig(m), cli.paths.moduleBinDir(m)));
   return cfg;
 }
 
@@ -254,6 +287,11 @@ int clusterConfig(Cli& cli, const std::string& file) {
     Status s = text.ok() ? sys::makeDirs(cli.paths.etc) : text.status();
     if (s.ok()) {
       s = sys::writeFileAtomic(target, *text);
+    }
+    // A new cluster configuration comes with new cluster keys (reference 5.2); every node
+    // needs the same ones, so they are copied with the configuration.
+    if (s.ok()) {
+      s = writeKeyFile(cli.paths.etc + "/keys", "cluster.key", "halo-cluster-key 1");
     }
     if (!s.ok()) {
       return cli.fail(s);

@@ -1,10 +1,9 @@
 // halo module install | list | listid | getports | uninstall | package | genkey
-#include <openssl/rand.h>
-
 #include <iostream>
 
 #include "base/strings.h"
 #include "cli/commands.h"
+#include "cli/keys.h"
 #include "module/node_db.h"
 #include "module/ports.h"
 #include "sys/files.h"
@@ -180,19 +179,8 @@ int moduleGenkey(Cli& cli) {
   if (!s.ok()) {
     return cli.fail(s);
   }
-  // 16 bytes of AES-128 key and 32 of HMAC-SHA256 key (heartbeat encrypt-then-MAC).
-  unsigned char key[48];
-  if (RAND_bytes(key, sizeof(key)) != 1) {
-    return cli.fail("cannot draw random bytes from OpenSSL");
-  }
-  std::string hex;
-  char b[3];
-  for (unsigned char c : key) {
-    std::snprintf(b, sizeof(b), "%02x", c);
-    hex += b;
-  }
   const std::string path = cli.paths.moduleConfDir(cli.module) + "/modulekey.dat";
-  s = sys::writeFileAtomic(path, "halo-module-key 1\n" + hex + "\n", 0600);
+  s = writeKeyFile(cli.paths.moduleConfDir(cli.module), "modulekey.dat", "halo-module-key 1");
   if (!s.ok()) {
     return cli.fail(s);
   }

@@ -13,24 +13,27 @@
 
 namespace halo::daemon {
 
-bool bootEnabled(const Paths& paths, const std::string& module, bool was_started) {
+std::optional<Millis> bootDelay(const Paths& paths, const std::string& module,
+                                bool was_started) {
   auto cfg = config::parseModuleConfigFile(paths.activeConfDir(module) + "/userconfig.xml",
                                            config::processEnvironment());
   if (!cfg.ok()) {
-    return false;  // not configured, or invalid: nothing to start
+    return std::nullopt;  // not configured, or invalid: nothing to start
   }
+  bool enabled = false;
   switch (cfg->service.boot) {
-    case config::Boot::On: return true;
-    case config::Boot::Off: return false;
-    case config::Boot::Auto: return was_started;
-    case config::Boot::Ignore: break;
+    case config::Boot::On: enabled = true; break;
+    case config::Boot::Off: enabled = false; break;
+    case config::Boot::Auto: enabled = was_started; break;
+    case config::Boot::Ignore: {
+      auto res = ResourceStore::open(paths.moduleResourceDb(module));
+      auto r = res.ok() ? res->get("usersetting.boot")
+                        : Result<std::optional<ResourceRecord>>(res.status());
+      enabled = r.ok() && r->has_value() && (*r)->state == ResourceState::Up;
+      break;
+    }
   }
-  auto res = ResourceStore::open(paths.moduleResourceDb(module));
-  if (!res.ok()) {
-    return false;
-  }
-  auto r = res->get("usersetting.boot");
-  return r.ok() && r->has_value() && (*r)->state == ResourceState::Up;
+  return enabled ? std::optional(cfg->service.boot_delay) : std::nullopt;
 }
 
 Result<std::unique_ptr<Daemon>> Daemon::create(Paths paths, sys::EventLoop& loop) {
@@ -96,14 +99,17 @@ void Daemon::bootStart() {
     const bool was_started = persisted.ok() && persisted->state.main != core::MainState::Stop;
     // After a reboot nothing of the module runs, whatever its state file says.
     (void)sys::removeTree(paths_.runtimeStateFile(m));
-    if (!bootEnabled(paths_, m, was_started)) {
+    const auto delay = bootDelay(paths_, m, was_started);
+    if (!delay) {
       continue;
     }
-    logModule(m, 'U', "Action start called by boot");
-    supervisor_.start(m, [this, m](const proto::Reply& r) {
-      if (!r.ok()) {
-        logModule(m, 'E', "Boot start failed: " + r.message);
-      }
+    loop_.addTimer(*delay, [this, m] {
+      logModule(m, 'U', "Action start called by boot");
+      supervisor_.start(m, [this, m](const proto::Reply& r) {
+        if (!r.ok()) {
+          logModule(m, 'E', "Boot start failed: " + r.message);
+        }
+      });
     });
   }
 }

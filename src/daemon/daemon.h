@@ -7,6 +7,7 @@
 // of the others is reset to STOP. A later halod restart adopts the runtimes that still run.
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "base/paths.h"
@@ -34,8 +35,9 @@ class Daemon {
   std::unique_ptr<sys::LineServer> server_;
 };
 
-// Whether `module` starts at boot: <service boot="on|off|auto">, or with boot="ignore" (the
-// default) the persistent setting of `halo boot on|off` (resource usersetting.boot).
-bool bootEnabled(const Paths& paths, const std::string& module, bool was_started);
+// When `module` starts at boot: nullopt if it does not; else after <service boot_delay>.
+// Whether it does: <service boot="on|off|auto">, or with boot="ignore" (the default) the
+// persistent setting of `halo boot on|off` (resource usersetting.boot).
+std::optional<Millis> bootDelay(const Paths& paths, const std::string& module, bool was_started);
 
 }  // namespace halo::daemon

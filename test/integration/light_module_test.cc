@@ -418,5 +418,52 @@ TEST_F(LightModuleTest, ShutdownStopsEveryModule) {
   EXPECT_THAT(r.output, HasSubstr("is running; stop it first"));
 }
 
+TEST_F(LightModuleTest, ConfigurationNamesMissingExecutablesAndClusterFiles) {
+  // A custom checker whose program is missing: refused at config, with file and line.
+  const std::string safe = makeModule("chk", [](const std::string& dir) {
+    std::ofstream(dir + "/conf/userconfig.xml")
+        << "<safe>\n  <service mode=\"light\">\n    <user/>\n    <check>\n"
+           "      <custom ident=\"db\" exec=\"dbcheck\" action=\"restart\"/>\n"
+           "    </check>\n  </service>\n</safe>\n";
+  });
+  ASSERT_EQ(node_->halo({"module", "install", safe}).exit_code, 0);
+  auto r = node_->halo({"config", "-m", "chk"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.output, HasSubstr("userconfig.xml:5: <custom> exec 'dbcheck' not found"));
+  EXPECT_FALSE(fs::exists(node_->varDir("chk") + "/active"));
+
+  // A cluster.xml: confcheck reports, config applies it with fresh cluster keys.
+  const std::string cluster = node_->root() + "/cluster.xml";
+  std::ofstream(cluster) << "<cluster>\n  <lans>\n    <lan name=\"default\">\n"
+                            "      <node name=\"n1\" addr=\"198.18.0.1\"/>\n"
+                            "      <node name=\"n2\" addr=\"198.18.0.2\"/>\n"
+                            "    </lan>\n  </lans>\n</cluster>\n";
+  r = node_->halo({"cluster", "confcheck", cluster});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("nodes n1, n2"));
+  EXPECT_FALSE(fs::exists(node_->root() + "/etc/halo/cluster.xml"));
+  ASSERT_EQ(node_->halo({"cluster", "config", cluster}).exit_code, 0);
+  const std::string key = node_->root() + "/etc/halo/keys/cluster.key";
+  ASSERT_TRUE(fs::exists(key));
+  EXPECT_EQ(fs::status(key).permissions() & fs::perms::all, fs::perms::owner_read |
+                                                                fs::perms::owner_write);
+  EXPECT_THAT(node_->halo({"cluster", "state"}).output, HasSubstr("n1=198.18.0.1 n2=198.18.0.2"));
+
+  // A mirror module validates, but this build cannot run it yet: start says so plainly.
+  const std::string mirror = makeModule("mir", [](const std::string& dir) {
+    std::ofstream(dir + "/conf/userconfig.xml")
+        << "<safe>\n  <service mode=\"mirror\">\n"
+           "    <heart><heartbeat name=\"default\"/></heart>\n    <user/>\n"
+           "  </service>\n</safe>\n";
+  });
+  ASSERT_EQ(node_->halo({"module", "install", mirror}).exit_code, 0);
+  r = node_->halo({"config", "-m", "mir"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = node_->halo({"start", "-m", "mir"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.output, HasSubstr("mode=\"mirror\", which this Halo build cannot run yet"));
+  EXPECT_EQ(node_->halo({"state", "-m", "mir"}).output, "mir: STOP (NotReady)\n");
+}
+
 }  // namespace
 }  // namespace halo::test

@@ -1,0 +1,13 @@
+#pragma once
+// Key files: 16 bytes of AES-128 key and 32 of HMAC-SHA256 key (encrypt-then-MAC of the UDP
+// protocols), from OpenSSL's generator, hex-encoded after a header line, mode 0600.
+
+#include <string>
+
+#include "base/status.h"
+
+namespace halo::cli {
+
+Status writeKeyFile(const std::string& dir, const std::string& name, const std::string& header);
+
+}  // namespace halo::cli
