@@ -102,7 +102,7 @@ bool Cli::moduleStarted(const std::string& m) const {
   return st.runtime_alive || st.state.main != core::MainState::Stop;
 }
 
-bool Cli::restartPending(const std::string& m) const {
+bool Cli::startPending(const std::string& m) const {
   auto r = daemon(proto::Request{"runtimes", "", "", {}});
   if (!r.ok() || !r->ok()) {
     return false;

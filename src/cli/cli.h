@@ -49,8 +49,9 @@ struct Cli {
   // Started: a runtime answers, or the persisted state is not STOP (its runtime may be
   // restarting). What must not happen to a running module checks this.
   bool moduleStarted(const std::string& module) const;
-  // halod is restarting the runtime of `module` (after a crash): a wait may go on.
-  bool restartPending(const std::string& module) const;
+  // halod supervises `module` or is about to start it (runtime restarting after a crash, boot
+  // start waiting for boot_delay): a wait may go on.
+  bool startPending(const std::string& module) const;
   // Parses the installed (not yet applied) configuration of a module.
   Result<config::ModuleConfig> installedConfig(const std::string& module) const;
   // Environment for scripts run by the CLI itself (config, confcheck, level...).

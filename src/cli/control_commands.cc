@@ -71,18 +71,19 @@ int waitFor(Cli& cli, const std::string& kind, const std::string& target,
         std::cout << m << ": " << st.state.describe() << "\n";
         return kExitOk;
       }
-      if (kind == "start" && stopped) {
+      if (kind == "start" && stopped && !cli.startPending(m)) {
         const std::string why = st.details.value("last_error", "");
         return cli.fail("module " + m + " is " + st.state.describe() +
                         (why.empty() ? "" : ": " + why) + "; see halo log -m " + m);
       }
-      if (!stopped && !cli.restartPending(m)) {
+      const bool pending = cli.startPending(m);
+      if (!stopped && !pending) {
         // Nothing will bring a runtime back: waiting longer cannot succeed.
         return cli.fail("module " + m + " is " + st.state.describe() +
                         " but its runtime is not running and halod is not restarting it; start "
                         "halod, or start the module again with halo start -m " + m);
       }
-      if (stopped) {
+      if (stopped && !pending) {
         return cli.fail("module " + m + " is " + st.state.describe() + "; start it with halo "
                         "start -m " + m);
       }

@@ -103,7 +103,9 @@ void Daemon::bootStart() {
     if (!delay) {
       continue;
     }
+    boot_pending_.insert(m);
     loop_.addTimer(*delay, [this, m] {
+      boot_pending_.erase(m);
       logModule(m, 'U', "Action start called by boot");
       supervisor_.start(m, [this, m](const proto::Reply& r) {
         if (!r.ok()) {
@@ -130,6 +132,9 @@ void Daemon::onRequest(sys::LineServer::ConnId conn, const std::string& line) {
     nlohmann::json list = nlohmann::json::array();
     for (const auto& [name, pid] : supervisor_.runtimes()) {
       list.push_back({{"module", name}, {"pid", pid}});
+    }
+    for (const auto& name : boot_pending_) {
+      list.push_back({{"module", name}, {"pid", -1}, {"pending", "boot"}});
     }
     server_->reply(conn, proto::encodeReply(proto::okReply("", {{"runtimes", list}})));
     return;

@@ -8,6 +8,7 @@
 
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 
 #include "base/paths.h"
@@ -32,6 +33,7 @@ class Daemon {
   Paths paths_;
   sys::EventLoop& loop_;
   Supervisor supervisor_;
+  std::set<std::string> boot_pending_;  // boot starts waiting for their boot_delay
   std::unique_ptr<sys::LineServer> server_;
 };
 
