@@ -107,6 +107,15 @@ int getResource(Cli& cli, const std::string& name) {
   const auto& rec = **r;
   std::cout << rec.name << " = " << (rec.value.empty() ? resourceStateName(rec.state) : rec.value)
             << " (set by " << rec.setter << " at " << formatLogTime(rec.changed_at) << ")\n";
+  auto history = res->history(name, 10);
+  if (history.ok() && history->size() > 1) {
+    std::cout << "history (oldest first):\n";
+    for (const auto& h : *history) {
+      std::cout << "  " << formatLogTime(h.at) << "  "
+                << (h.value.empty() ? resourceStateName(h.state) : h.value) << "  by " << h.setter
+                << "\n";
+    }
+  }
   return kExitOk;
 }
 

@@ -335,6 +335,20 @@ TEST_F(LightModuleTest, ResourcesSettingsAndPaths) {
               HasSubstr("custom.db = down (set by dbcheck"));
   EXPECT_THAT(node_->halo({"log", "-A", "-m", "web"}).output,
               HasSubstr("Resource custom.db set to down by dbcheck"));
+  ASSERT_EQ(node_->halo({"set", "-m", "web", "-r", "custom.db", "-v", "up"}).exit_code, 0);
+  r = node_->halo({"get", "-m", "web", "-r", "custom.db"});
+  EXPECT_THAT(r.output, HasSubstr("custom.db = up (set by admin"));
+  EXPECT_THAT(r.output, HasSubstr("down  by dbcheck\n"));
+  EXPECT_THAT(r.output, HasSubstr("up  by admin\n"));
+  // Scripts write to the module log with printi (verbose) and printe (shown by default).
+  ASSERT_EQ(node_->halo({"printe", "-m", "web", "disk almost full"}).exit_code, 0);
+  ASSERT_EQ(node_->halo({"printi", "-m", "web", "cache warmed"}).exit_code, 0);
+  const std::string log = node_->halo({"log", "-m", "web"}).output;
+  EXPECT_THAT(log, HasSubstr("| script | E | disk almost full |"));
+  EXPECT_THAT(log, Not(HasSubstr("cache warmed")));
+  EXPECT_THAT(node_->halo({"log", "-A", "-m", "web"}).output,
+              HasSubstr("| script | I | cache warmed |"));
+  EXPECT_THAT(node_->halo({"level"}).output, HasSubstr("Halo "));
   ASSERT_EQ(node_->halo({"boot", "on", "-m", "web"}).exit_code, 0);
   EXPECT_EQ(node_->halo({"boot", "status", "-m", "web"}).output,
             "web: boot on (halo boot setting)\n");
