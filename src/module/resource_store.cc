@@ -41,28 +41,6 @@ ResourceState stateOrUnknown(const std::string& text) {
 
 }  // namespace
 
-const char* resourceStateName(ResourceState state) {
-  switch (state) {
-    case ResourceState::Init: return "init";
-    case ResourceState::Up: return "up";
-    case ResourceState::Down: return "down";
-    case ResourceState::Unknown: return "unknown";
-  }
-  return "unknown";
-}
-
-Result<ResourceState> parseResourceState(std::string_view name) {
-  const std::string lower = toLower(name);
-  for (ResourceState s : {ResourceState::Init, ResourceState::Up, ResourceState::Down,
-                          ResourceState::Unknown}) {
-    if (lower == resourceStateName(s)) {
-      return s;
-    }
-  }
-  return invalidArgument("invalid resource state '" + std::string(name) +
-                         "': expected init, up, down or unknown");
-}
-
 Status validateResourceName(std::string_view name) {
   bool ok = !name.empty() && name.size() <= kMaxNameLength &&
             std::isalpha(static_cast<unsigned char>(name[0]));

@@ -15,15 +15,12 @@
 #include <vector>
 
 #include "base/status.h"
+#include "core/resource_state.h"
 #include "base/time_source.h"
 #include "sys/sqlite.h"
 
 namespace halo {
 
-enum class ResourceState { Init, Up, Down, Unknown };
-
-const char* resourceStateName(ResourceState state);  // "init", "up", "down", "unknown"
-Result<ResourceState> parseResourceState(std::string_view name);
 
 // "class.id" (class: a letter then letters, digits, '_'; id: letters, digits and _ . : - *), or a
 // bare class-like name for farm load shares ("FarmProto_0"); at most 128 characters.
