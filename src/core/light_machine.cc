@@ -19,13 +19,16 @@ const char* operationName(Operation op) {
     case Operation::Restart: return "restart";
     case Operation::Stopstart: return "stopstart";
     case Operation::Forcestop: return "forcestop";
+    case Operation::Wait: return "wait";
+    case Operation::Wakeup: return "wakeup";
   }
   return "none";
 }
 
 std::optional<Operation> parseOperation(std::string_view name) {
   for (Operation op : {Operation::None, Operation::Start, Operation::Stop, Operation::Restart,
-                       Operation::Stopstart, Operation::Forcestop}) {
+                       Operation::Stopstart, Operation::Forcestop, Operation::Wait,
+                       Operation::Wakeup}) {
     if (name == operationName(op)) {
       return op;
     }
@@ -39,9 +42,15 @@ void LightMachine::enqueueScript(std::string name, std::vector<std::string> args
 }
 
 void LightMachine::enqueueStart(const std::string& action) {
+  start_action_ = action;
   queue_.push_back(SetState{{MainState::Wait, Readiness::Transient}});
   enqueueScript("transition", {"STOP", "WAIT", action}, ScriptKind::Notify);
   enqueueScript("prestart", {"STOP", "WAIT", action}, ScriptKind::Start);
+  // The start ends here, in WAIT (Transient): the driver wakes the module up (enqueueWakeup)
+  // once the failover rules allow it.
+}
+
+void LightMachine::enqueueWakeup(const std::string& action) {
   queue_.push_back(SetState{{MainState::Up, Readiness::Transient}});
   enqueueScript("transition", {"WAIT", "UP", action}, ScriptKind::Notify);
   enqueueScript(kStartBoth, {"WAIT", "UP", action}, ScriptKind::Start);
@@ -64,8 +73,10 @@ void LightMachine::enqueueStop(MainState from, const std::string& action, bool g
 }
 
 Status LightMachine::busyError() const {
-  return failedPrecondition(std::string("the module is busy (") + operationName(op_) +
-                            " in progress, " + state_.describe() + "); " + stopHint());
+  // To an operator a wakeup is the end of a start.
+  const char* what = op_ == Operation::Wakeup ? "start" : operationName(op_);
+  return failedPrecondition(std::string("the module is busy (") + what + " in progress, " +
+                            state_.describe() + "); " + stopHint());
 }
 
 void LightMachine::enqueueRestart() {
@@ -120,6 +131,25 @@ Result<std::vector<Action>> LightMachine::command(Operation op) {
       }
       enqueueStop(state_.main, "stopstart", true, state_.main == MainState::Up);
       enqueueStart("stopstart");
+      break;
+    case Operation::Wait:
+      if (busy || state_.main == MainState::Stop) {
+        return failedPrecondition("wait needs a started, idle module; it is " + now);
+      }
+      if (state_.main == MainState::Up) {
+        queue_.push_back(SetState{{MainState::Up, Readiness::Transient}});
+        enqueueScript(kStopBoth, {"UP", "WAIT", "stopwait"}, ScriptKind::StopGraceful);
+        enqueueScript(kStopBoth, {"force", "UP", "WAIT", "stopwait"}, ScriptKind::StopForce);
+        enqueueScript("transition", {"UP", "WAIT", "stopwait"}, ScriptKind::Notify);
+      }
+      start_action_ = "start";
+      queue_.push_back(SetState{{MainState::Wait, Readiness::NotReady}});
+      break;
+    case Operation::Wakeup:
+      if (busy || state_.main != MainState::Wait) {
+        return failedPrecondition("wakeup needs a module in WAIT; it is " + now);
+      }
+      enqueueWakeup(start_action_);
       break;
     case Operation::Forcestop:
       if (state_.main == MainState::Stop && !busy) {
@@ -187,8 +217,16 @@ std::vector<Action> LightMachine::recover(ModuleState persisted, Operation inter
         out.push_back(OperationDone{true});
       }
       return out;
+    case Operation::Wait:
+      out.push_back(LogLine{Severity::Error, "The runtime died during wait; finishing it"});
+      enqueueScript(kStopBoth, {"force", mainStateName(state_.main), "WAIT", "stopwait"},
+                    ScriptKind::StopForce);
+      queue_.push_back(SetState{{MainState::Wait, Readiness::NotReady}});
+      op_ = Operation::Wait;
+      break;
     case Operation::Start:
     case Operation::Stopstart:
+    case Operation::Wakeup:
       // The application may be partly started: stop it cleanly and start again.
       out.push_back(LogLine{Severity::Error, std::string("The runtime died during ") +
                                                  operationName(interrupted) +

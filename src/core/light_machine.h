@@ -4,7 +4,11 @@
 // runtime executes the actions and feeds back each script's outcome.
 //
 // Script call order (documented in docs/module-lifecycle.md):
-//   start      transition STOP WAIT a; prestart STOP WAIT a; transition WAIT UP a; start_both WAIT UP a
+//   start      transition STOP WAIT a; prestart STOP WAIT a; then WAIT (Transient) until the
+//              driver opens the gate (no wait rule holds, no wait resource is init):
+//   wakeup     transition WAIT UP a; start_both WAIT UP a   (a: the action that started it)
+//   wait       stop_both UP WAIT stopwait; stop_both force UP WAIT stopwait;
+//              transition UP WAIT stopwait; then WAIT (NotReady) until wakeup
 //   stop       stop_both UP STOP a; stop_both force UP STOP a; transition UP STOP a; poststop UP STOP a
 //   restart    stop_both UP UP restart; stop_both force UP UP restart; start_both UP UP restart
 //   stopstart  stop (a = stopstart), then start (a = stopstart)
@@ -22,7 +26,7 @@
 
 namespace halo::core {
 
-enum class Operation { None, Start, Stop, Restart, Stopstart, Forcestop };
+enum class Operation { None, Start, Stop, Restart, Stopstart, Forcestop, Wait, Wakeup };
 const char* operationName(Operation op);  // "start", "stop", ...
 std::optional<Operation> parseOperation(std::string_view name);
 
@@ -73,6 +77,8 @@ class LightMachine {
   // The runtime restarted: continue from what it had persisted.
   std::vector<Action> recover(ModuleState persisted, Operation interrupted);
 
+  // True when the module is started but held in WAIT: the driver decides when to wake it up.
+  bool waiting() const { return op_ == Operation::None && state_.main == MainState::Wait; }
   ModuleState state() const { return state_; }
   Operation operation() const { return op_; }
   const std::optional<RunScript>& runningScript() const { return running_; }
@@ -83,6 +89,7 @@ class LightMachine {
   // `app_may_run`: the application may be running, so stop_both must be called.
   void enqueueStop(MainState from, const std::string& action, bool graceful, bool app_may_run);
   Status busyError() const;
+  void enqueueWakeup(const std::string& action);
   void enqueueRestart();
   void enqueueScript(std::string name, std::vector<std::string> args, ScriptKind kind);
   std::vector<Action> advance();
@@ -91,6 +98,7 @@ class LightMachine {
   Operation op_ = Operation::None;
   std::deque<Step> queue_;
   std::optional<RunScript> running_;
+  std::string start_action_ = "start";  // action of the start a wakeup completes
 };
 
 }  // namespace halo::core

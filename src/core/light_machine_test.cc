@@ -18,6 +18,9 @@ class Driver {
   std::vector<ModuleState> states;
   std::optional<bool> done_stopped;
 
+  // Like the runtime without wait rules: a module held in WAIT after a start wakes up at once.
+  bool auto_wakeup = true;
+
   void feed(std::vector<Action> actions) {
     for (int guard = 0; guard < 100; ++guard) {
       std::optional<RunScript> run;
@@ -38,6 +41,10 @@ class Driver {
         }
       }
       if (!run) {
+        if (auto_wakeup && m_.waiting() && m_.state().readiness == Readiness::Transient) {
+          actions = *m_.command(Operation::Wakeup);
+          continue;
+        }
         return;
       }
       actions = m_.scriptFinished(outcome_for(*run));
@@ -63,6 +70,47 @@ TEST(LightMachineTest, StartRunsScriptsInOrderAndEndsUpReady) {
   EXPECT_EQ(d.states.front(), (ModuleState{MainState::Wait, Readiness::Transient}));
   EXPECT_EQ(d.done_stopped, false);
   EXPECT_EQ(m.operation(), Operation::None);
+}
+
+TEST(LightMachineTest, StartStopsAtTheGateUntilWakeup) {
+  LightMachine m;
+  Driver d(m);
+  d.auto_wakeup = false;
+  d.feed(*m.command(Operation::Start));
+  EXPECT_EQ(d.calls.back(), "prestart STOP WAIT start");
+  EXPECT_EQ(m.state(), (ModuleState{MainState::Wait, Readiness::Transient}));
+  EXPECT_TRUE(m.waiting());
+  // A wait rule holds: the module waits, NotReady, without having started the application.
+  d.feed(*m.command(Operation::Wait));
+  EXPECT_EQ(m.state(), (ModuleState{MainState::Wait, Readiness::NotReady}));
+  EXPECT_EQ(d.calls.back(), "prestart STOP WAIT start");
+  d.feed(*m.command(Operation::Wakeup));
+  EXPECT_EQ(d.calls.back(), "start_both WAIT UP start");
+  EXPECT_EQ(m.state(), (ModuleState{MainState::Up, Readiness::Ready}));
+}
+
+TEST(LightMachineTest, WaitStopsTheApplicationAndWakeupStartsIt) {
+  LightMachine m;
+  Driver d(m);
+  d.feed(*m.command(Operation::Start));
+  d.calls.clear();
+  d.auto_wakeup = false;
+  d.feed(*m.command(Operation::Wait));
+  EXPECT_EQ(d.calls, (std::vector<std::string>{"stop_both UP WAIT stopwait",
+                                               "stop_both force UP WAIT stopwait",
+                                               "transition UP WAIT stopwait"}));
+  EXPECT_EQ(m.state(), (ModuleState{MainState::Wait, Readiness::NotReady}));
+  EXPECT_EQ(m.command(Operation::Restart).status().code(), StatusCode::FailedPrecondition);
+  d.calls.clear();
+  d.feed(*m.command(Operation::Wakeup));
+  EXPECT_EQ(d.calls, (std::vector<std::string>{"transition WAIT UP start",
+                                               "start_both WAIT UP start"}));
+  // Stop from WAIT does not call stop_both: the application is not running.
+  d.feed(*m.command(Operation::Wait));
+  d.calls.clear();
+  d.feed(*m.command(Operation::Stop));
+  EXPECT_EQ(d.calls, (std::vector<std::string>{"transition WAIT STOP stop",
+                                               "poststop WAIT STOP stop"}));
 }
 
 TEST(LightMachineTest, StopCallsStopScriptGracefulThenForce) {

@@ -147,6 +147,20 @@ void Runtime::execute(std::vector<core::Action> actions) {
   }
   persist();
   checkWaiters();
+  if (machine_.waiting()) {
+    loop_.post([this] { evaluateGate(); });
+  }
+}
+
+void Runtime::evaluateGate() {
+  // Without wait rules nothing holds the module: a start held at the gate goes on at once.
+  if (!machine_.waiting() || machine_.state().readiness != core::Readiness::Transient) {
+    return;
+  }
+  auto actions = machine_.command(core::Operation::Wakeup);
+  if (actions.ok()) {
+    execute(std::move(*actions));
+  }
 }
 
 ScriptContext Runtime::scriptContext() const {

@@ -54,6 +54,8 @@ class Runtime {
   proto::Reply control(core::Operation op, const std::string& caller);
   proto::Reply reload();
   void execute(std::vector<core::Action> actions);
+  // Decides what a module held in WAIT does next; posted after every operation.
+  void evaluateGate();
   void runScript(const core::RunScript& script);
   void persist();
   void checkWaiters();
