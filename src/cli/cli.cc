@@ -169,6 +169,10 @@ std::optional<int> Cli::runScript(const std::string& m, const std::string& bin_d
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
+void Cli::refreshRuntime(const std::string& m) const {
+  (void)runtime(m, proto::Request{"refresh", m, identity, {}}, Millis(5000));
+}
+
 void Cli::moduleLog(const std::string& m, char level, const std::string& message) const {
   (void)sys::makeDirs(paths.moduleVarDir(m));
   auto log = ModuleLog::open(paths.moduleLogDb(m), m);

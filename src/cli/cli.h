@@ -61,6 +61,8 @@ struct Cli {
   std::optional<int> runScript(const std::string& module, const std::string& bin_dir,
                                const std::string& conf_dir, const std::string& name,
                                const std::vector<std::string>& args) const;
+  // Tells a running module to re-read its settings and resources now (no-op when stopped).
+  void refreshRuntime(const std::string& module) const;
   // Appends to the module's log (component "cli").
   void moduleLog(const std::string& module, char level, const std::string& message) const;
 };

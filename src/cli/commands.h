@@ -43,4 +43,11 @@ int setResource(Cli& cli, const std::string& name, const std::string& value);
 int bootSetting(Cli& cli, const std::string& what);
 int printPaths(Cli& cli);
 
+// setting: "checker" or "failover"; value: "on" or "off".
+int settingSwitch(Cli& cli, const std::string& setting, const std::string& value);
+// sub: on, off, suspend, resume, enable CLASS, disable CLASS, list.
+int errdCommand(Cli& cli, const std::string& sub, const std::string& arg);
+// verb: incloop, resetloop, checkloop (sent to the running module).
+int loopCommand(Cli& cli, const std::string& verb);
+
 }  // namespace halo::cli

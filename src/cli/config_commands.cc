@@ -10,6 +10,7 @@
 #include "cli/keys.h"
 #include "config/cluster_config.h"
 #include "config/validate.h"
+#include "core/failover_machine.h"
 #include "module/node_db.h"
 #include "sys/files.h"
 
@@ -102,6 +103,12 @@ Result<config::ModuleConfig> validateInstalled(const Cli& cli, const std::string
   HALO_RETURN_IF_ERROR(checkScripts(cli.paths.moduleBinDir(m)));
   HALO_RETURN_IF_ERROR(
       checkExecutables(cfg, cli.paths.moduleUserConfig(m), cli.paths.moduleBinDir(m)));
+  // Failover rules compile here, so a syntax error is reported with line and column before
+  // anything is applied.
+  auto rules = core::makeFailoverMachine(cfg);
+  if (!rules.ok()) {
+    return rules.status();
+  }
   return cfg;
 }
 

@@ -138,6 +138,7 @@ int setResource(Cli& cli, const std::string& name, const std::string& value) {
   if (*changed) {
     cli.moduleLog(cli.module, 'I', "Resource " + name + " set to " + value + " by " + setter);
   }
+  cli.refreshRuntime(cli.module);
   return kExitOk;
 }
 
@@ -181,6 +182,7 @@ int bootSetting(Cli& cli, const std::string& what) {
   if (!changed.ok()) {
     return cli.fail(changed.status());
   }
+  cli.refreshRuntime(cli.module);
   std::cout << "Module " << cli.module << " boot " << what << "\n";
   return kExitOk;
 }

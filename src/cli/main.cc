@@ -197,6 +197,37 @@ int main(int argc, char** argv) {
   with_identity(set);
   set->add_option("-r", resource, "Resource name, e.g. custom.mycheck")->required();
   set->add_option("-v", value, "init, up, down or unknown")->required();
+  // persistent settings
+  std::string sub_arg;
+  for (const char* v : {"checker", "failover"}) {
+    const std::string name = v;
+    CLI::App* sub = verb(&app, v,
+                         name == "checker" ? "Turn all checkers on or off (persistent)"
+                                           : "Turn automatic failover on or off (persistent)",
+                         true, [&, name] { return settingSwitch(cli, name, state_arg); });
+    with_module(sub);
+    sub->add_option("WHAT", state_arg, "on or off")->required()->check(
+        CLI::IsMember({"on", "off"}));
+  }
+  CLI::App* errd = verb(&app, "errd", "Process monitoring: on, off, suspend, resume, enable "
+                                      "CLASS, disable CLASS, list", true,
+                        [&] { return errdCommand(cli, state_arg, sub_arg); });
+  with_module(errd);
+  errd->add_option("WHAT", state_arg, "on, off, suspend, resume, enable, disable or list")
+      ->required()
+      ->check(CLI::IsMember({"on", "off", "suspend", "resume", "enable", "disable", "list"}));
+  errd->add_option("CLASS", sub_arg, "class name for enable/disable");
+  for (const char* v : {"incloop", "resetloop", "checkloop"}) {
+    const std::string name = v;
+    const char* help = name == "incloop"     ? "Count an automatic action (exit 1 at maxloop)"
+                       : name == "resetloop" ? "Reset the maxloop counter"
+                                             : "Exit 1 if one more automatic action would "
+                                               "exceed maxloop";
+    CLI::App* sub = verb(&app, v, help, name != "checkloop",
+                         [&cli, name] { return loopCommand(cli, name); });
+    with_module(sub);
+    with_identity(sub);
+  }
   CLI::App* boot = verb(&app, "boot", "Start the module at boot: on, off, status", true,
                         [&] { return bootSetting(cli, state_arg); });
   with_module(boot);
@@ -230,7 +261,7 @@ int main(int argc, char** argv) {
     std::cout << app.help();
     return halo::cli::kExitUsage;
   }
-  if (state_arg == "status") {
+  if (state_arg == "status" || state_arg == "list") {
     changes = false;
   }
   const std::string args = joinArgs(argc, argv);

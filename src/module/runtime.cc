@@ -74,6 +74,7 @@ Status Runtime::begin() {
     });
   });
   HALO_RETURN_IF_ERROR(sys::writeFileAtomic(p.modulePidFile(m), std::to_string(getpid()) + "\n"));
+  HALO_RETURN_IF_ERROR(makeMonitor());
   if (options_.recover) {
     HALO_ASSIGN_OR_RETURN(PersistedState s, loadPersistedState(p, m));
     last_error_ = s.last_error;
@@ -147,20 +148,54 @@ void Runtime::execute(std::vector<core::Action> actions) {
   }
   persist();
   checkWaiters();
-  if (machine_.waiting()) {
-    loop_.post([this] { evaluateGate(); });
+  if (monitor_) {
+    monitor_->update(machine_.state(), machine_.operation());
   }
 }
 
-void Runtime::evaluateGate() {
-  // Without wait rules nothing holds the module: a start held at the gate goes on at once.
-  if (!machine_.waiting() || machine_.state().readiness != core::Readiness::Transient) {
+Status Runtime::makeMonitor() {
+  Monitor::Hooks hooks;
+  hooks.request = [this](core::Operation op, const std::string& identity) {
+    automatic(op, identity);
+  };
+  hooks.log = [this](LogLevel level, const std::string& component, const std::string& msg) {
+    log(level, component, msg);
+  };
+  hooks.script_context = [this] { return scriptContext(); };
+  auto m = Monitor::create(options_.paths, options_.module, loop_, resources_, config_,
+                           std::move(hooks));
+  if (!m.ok()) {
+    return m.status();
+  }
+  monitor_ = std::move(*m);
+  monitor_->update(machine_.state(), machine_.operation());
+  return okStatus();
+}
+
+void Runtime::automatic(core::Operation op, const std::string& identity) {
+  const bool counted = op == core::Operation::Restart || op == core::Operation::Stopstart ||
+                       (op == core::Operation::Wait && machine_.state().main == core::MainState::Up);
+  if (counted && !monitor_->countAutomatic()) {
+    log(LogLevel::Error, kComponent,
+        std::string("maxloop reached: ") + core::operationName(op) + " asked by " + identity +
+            " is one automatic action too many; stopping the module");
+    control(core::Operation::Stop, "maxloop");
     return;
   }
-  auto actions = machine_.command(core::Operation::Wakeup);
-  if (actions.ok()) {
-    execute(std::move(*actions));
+  auto actions = machine_.command(op);
+  if (!actions.ok()) {
+    log(LogLevel::Info, kComponent, std::string("Action ") + core::operationName(op) +
+                                        " from " + identity + " not applied: " +
+                                        actions.status().message());
+    return;
   }
+  if (identity != "start") {
+    const bool rule = identity != "errd" && identity != "maxloop";
+    log(LogLevel::User, kComponent,
+        std::string("Action ") + core::operationName(op) +
+            (rule ? " from failover rule " : " called by ") + identity);
+  }
+  execute(std::move(*actions));
 }
 
 ScriptContext Runtime::scriptContext() const {
@@ -261,11 +296,20 @@ proto::Reply Runtime::stateReply() const {
   if (machine_.runningScript()) {
     data["script"] = machine_.runningScript()->name;
   }
+  if (monitor_) {
+    data.update(monitor_->describe());
+  }
   return proto::okReply(s.describe(), data);
 }
 
 proto::Reply Runtime::control(core::Operation op, const std::string& caller) {
   auto actions = machine_.command(op);
+  if (actions.ok() && monitor_) {
+    // Reference 5: without -i an operator acts and the maxloop counter starts over.
+    if (caller == "admin") {
+      monitor_->resetLoop();
+    }
+  }
   if (!actions.ok()) {
     return proto::errorReply("module " + options_.module + ": " + actions.status().message());
   }
@@ -288,6 +332,11 @@ proto::Reply Runtime::reload() {
                              "stop the module, then run halo config");
   }
   config_ = std::move(*cfg);
+  // Checkers and errd are dynamic (reference 3.2): rebuild the monitor on the new config.
+  Status m = makeMonitor();
+  if (!m.ok()) {
+    log(LogLevel::Error, kComponent, "Monitoring not reconfigured: " + m.message());
+  }
   log(LogLevel::Info, kComponent, "Dynamic configuration applied");
   return proto::okReply("configuration reloaded");
 }
@@ -300,6 +349,13 @@ proto::Reply Runtime::handle(sys::LineServer::ConnId conn, const proto::Request&
   }
   if (req.cmd == "reload") {
     return reload();
+  }
+  if (req.cmd == "refresh") {
+    monitor_->refresh();
+    return proto::okReply();
+  }
+  if (req.cmd == "incloop" || req.cmd == "resetloop" || req.cmd == "checkloop") {
+    return monitor_->loopCommand(req.cmd, caller);
   }
   if (req.cmd == "wait") {
     Waiter w{conn, req.params.value("kind", "state"), std::nullopt, 0};
@@ -326,7 +382,15 @@ proto::Reply Runtime::handle(sys::LineServer::ConnId conn, const proto::Request&
     checkWaiters();
     return {};
   }
-  if (auto op = core::parseOperation(req.cmd); op && *op != core::Operation::None) {
+  if (auto op = core::parseOperation(req.cmd); op && *op != core::Operation::None &&
+                                               *op != core::Operation::Wait &&
+                                               *op != core::Operation::Wakeup) {
+    if (!req.identity.empty() &&
+        (*op == core::Operation::Restart || *op == core::Operation::Stopstart)) {
+      automatic(*op, req.identity);  // -i: counted against maxloop (reference 5)
+      return proto::okReply(std::string(core::operationName(*op)) + " asked by " +
+                            req.identity);
+    }
     return control(*op, caller);
   }
   return proto::errorReply("unknown command '" + req.cmd + "'", 2);

@@ -14,6 +14,7 @@
 #include "config/module_config.h"
 #include "core/light_machine.h"
 #include "module/module_log.h"
+#include "module/monitor.h"
 #include "module/resource_store.h"
 #include "module/runtime_state.h"
 #include "module/script_runner.h"
@@ -54,8 +55,9 @@ class Runtime {
   proto::Reply control(core::Operation op, const std::string& caller);
   proto::Reply reload();
   void execute(std::vector<core::Action> actions);
-  // Decides what a module held in WAIT does next; posted after every operation.
-  void evaluateGate();
+  // An operation asked by the monitor (rules, errd); counted against maxloop.
+  void automatic(core::Operation op, const std::string& identity);
+  Status makeMonitor();
   void runScript(const core::RunScript& script);
   void persist();
   void checkWaiters();
@@ -78,6 +80,7 @@ class Runtime {
   core::LightMachine machine_;
   ScriptRunner scripts_;
   std::unique_ptr<sys::LineServer> server_;
+  std::unique_ptr<Monitor> monitor_;
   std::vector<Waiter> waiters_;
   std::string last_error_;
   std::string caller_ = "admin";
