@@ -23,7 +23,7 @@ struct ServiceConfig {
   // Mirror only: "alone", "lastprim" or a node name of cluster.xml.
   std::string defaultprim = "alone";
   int maxloop = 3;  // automatic actions allowed per loop_interval before a local stop
-  Millis loop_interval = std::chrono::hours(24);  // implicit unit h; 0 disables the window
+  Millis loop_interval = std::chrono::hours(24);  // implicit unit h; 0 turns maxloop off
   bool automatic_reboot = false;
   int line = 0;
 };

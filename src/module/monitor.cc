@@ -157,9 +157,12 @@ void Monitor::addCheckers(const config::ModuleConfig& config) {
   }
   for (const auto& m : ck.module) {
     const std::string socket = paths_.moduleSocket(m.name);
-    add("module." + m.ident, config::CheckWhen::Pre, m.remote ? m.addr : "local " + m.name,
-        m.interval, [m, socket]() -> sys::ProbeOutcome {
-          if (m.remote) {
+    // This node's own address is the local API: no web service needed.
+    const bool remote = m.remote && m.addr != "127.0.0.1" && m.addr != "::1" &&
+                        m.addr != "localhost";
+    add("module." + m.ident, config::CheckWhen::Pre, remote ? m.addr : "local " + m.name,
+        m.interval, [m, socket, remote]() -> sys::ProbeOutcome {
+          if (remote) {
             return {false, "checking a module on " + m.addr +
                                " needs the Halo web service, which this build does not have"};
           }
@@ -227,9 +230,8 @@ void Monitor::onSample(Checker& c, const sys::ProbeOutcome& outcome) {
 void Monitor::update(core::ModuleState state, core::Operation op) {
   state_ = state;
   op_ = op;
-  if (state.main != core::MainState::Wait) {
-    waiting_by_rule_ = false;
-  }
+  // A started light module is WAIT (NotReady) only because a rule's wait put it there.
+  waiting_by_rule_ = state == core::ModuleState{core::MainState::Wait, core::Readiness::NotReady};
   applyActivation();
   scheduleEvaluation();
 }
@@ -341,9 +343,11 @@ Monitor::Gate Monitor::gate() {
 }
 
 void Monitor::scheduleEvaluation() {
-  if (eval_timer_ != 0 || state_.main == core::MainState::Stop) {
+  if (state_.main == core::MainState::Stop) {
     return;
   }
+  // Now, not at the next period: a start held at the gate or a changed state is decided at once.
+  loop_.cancelTimer(eval_timer_);
   eval_timer_ = loop_.addTimer(Millis(0), [this] {
     eval_timer_ = 0;
     evaluate();
@@ -374,7 +378,6 @@ void Monitor::evaluate() {
       case Gate::Hold:
         return;
       case Gate::Wait:
-        waiting_by_rule_ = true;
         hooks_.request(core::Operation::Wait, "failover rules");
         return;
       case Gate::Go:
@@ -399,13 +402,9 @@ void Monitor::evaluate() {
                                                  core::actionKindName(d.action->kind) +
                                                  ", which applies to mirror modules only");
     } else {
-      if (*op == core::Operation::Wait) {
-        waiting_by_rule_ = true;
-      }
       hooks_.request(*op, d.action->label);
     }
   } else if (d.wakeup && state_.main == core::MainState::Wait) {
-    waiting_by_rule_ = false;
     hooks_.request(core::Operation::Wakeup, std::string(core::kImplicitWakeupLabel));
   }
 }

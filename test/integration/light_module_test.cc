@@ -11,7 +11,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "harness/test_node.h"
+#include "harness/module_fixture.h"
 
 namespace halo::test {
 namespace {
@@ -21,49 +21,8 @@ namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-const std::chrono::seconds kWait(30);
 
-class LightModuleTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    node_ = TestNode::create("light");
-    ASSERT_NE(node_, nullptr) << "cannot create a network namespace (run as root)";
-    std::string why;
-    ASSERT_TRUE(node_->startDaemon(&why)) << why;
-  }
-
-  // Copies the web template to a scratch directory, lets `edit` change it, packages it.
-  std::string makeModule(const std::string& name,
-                         const std::function<void(const std::string& dir)>& edit = nullptr) {
-    const std::string dir = node_->root() + "/src-" + name;
-    fs::copy(sourcePath("share/halo/templates/web"), dir, fs::copy_options::recursive);
-    if (edit) {
-      edit(dir);
-    }
-    return node_->package(dir, name);
-  }
-
-  void installAndConfigure(const std::string& name, const std::string& safe) {
-    auto r = node_->halo({"module", "install", "-m", name, safe});
-    ASSERT_EQ(r.exit_code, 0) << r.output;
-    r = node_->halo({"config", "-m", name});
-    ASSERT_EQ(r.exit_code, 0) << r.output;
-  }
-
-  void startAndWaitUp(const std::string& name) {
-    auto r = node_->halo({"start", "-m", name});
-    ASSERT_EQ(r.exit_code, 0) << r.output;
-    r = node_->halo({"waitstate", "-m", name, "UP", "-t", "30"});
-    ASSERT_EQ(r.exit_code, 0) << r.output << node_->halo({"log", "-A", "-m", name}).output;
-  }
-
-  static void writeScript(const std::string& path, const std::string& body) {
-    std::ofstream(path) << "#!/bin/sh\n" << body << "\n";
-    chmod(path.c_str(), 0755);
-  }
-
-  std::unique_ptr<TestNode> node_;
-};
+using LightModuleTest = ModuleFixture;
 
 TEST_F(LightModuleTest, StartServesStopRemovesServer) {
   const std::string safe = makeModule("web");
