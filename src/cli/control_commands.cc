@@ -200,6 +200,31 @@ int controlState(Cli& cli, bool verbose, bool lq) {
   if (!d.value("last_error", "").empty()) {
     std::cout << "  last error: " << d.value("last_error", "") << "\n";
   }
+  if (d.contains("checkers") && !d["checkers"].empty()) {
+    std::cout << "  checkers:\n";
+    for (const auto& c : d["checkers"]) {
+      std::cout << "    " << std::left << std::setw(20) << c.value("resource", "") << " "
+                << std::setw(8) << c.value("state", "") << " when " << std::setw(5)
+                << c.value("when", "") << " " << c.value("target", "")
+                << (c.value("active", false) ? "" : " (inactive)");
+      if (!c.value("detail", "").empty()) {
+        std::cout << "  last: " << c.value("detail", "");
+      }
+      std::cout << "\n";
+    }
+  }
+  if (d.contains("procs") && !d["procs"].empty()) {
+    std::cout << "  monitored processes:\n";
+    for (const auto& p : d["procs"]) {
+      std::cout << "    " << std::left << std::setw(20) << p.value("resource", "") << " "
+                << std::setw(8) << p.value("state", "") << " class " << p.value("class", "")
+                << "  last: " << p.value("detail", "") << "\n";
+    }
+  }
+  if (d.contains("loop")) {
+    std::cout << "  maxloop:   " << d["loop"].value("count", 0) << " automatic action(s) of "
+              << d["loop"].value("maxloop", 0) << " allowed\n";
+  }
   auto res = ResourceStore::open(cli.paths.moduleResourceDb(m));
   if (res.ok()) {
     auto list = res->list();

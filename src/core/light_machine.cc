@@ -79,15 +79,20 @@ Status LightMachine::busyError() const {
                             state_.describe() + "); " + stopHint());
 }
 
-void LightMachine::enqueueRestart() {
+void LightMachine::enqueueRestart(const std::vector<std::string>& extra) {
+  auto with = [&](std::vector<std::string> args) {
+    args.insert(args.end(), extra.begin(), extra.end());
+    return args;
+  };
   queue_.push_back(SetState{{MainState::Up, Readiness::Transient}});
-  enqueueScript(kStopBoth, {"UP", "UP", "restart"}, ScriptKind::StopGraceful);
-  enqueueScript(kStopBoth, {"force", "UP", "UP", "restart"}, ScriptKind::StopForce);
-  enqueueScript(kStartBoth, {"UP", "UP", "restart"}, ScriptKind::Start);
+  enqueueScript(kStopBoth, with({"UP", "UP", "restart"}), ScriptKind::StopGraceful);
+  enqueueScript(kStopBoth, with({"force", "UP", "UP", "restart"}), ScriptKind::StopForce);
+  enqueueScript(kStartBoth, with({"UP", "UP", "restart"}), ScriptKind::Start);
   queue_.push_back(SetState{{MainState::Up, Readiness::Ready}});
 }
 
-Result<std::vector<Action>> LightMachine::command(Operation op) {
+Result<std::vector<Action>> LightMachine::command(Operation op,
+                                                  const std::vector<std::string>& extra_args) {
   const std::string now = state_.describe();
   const bool busy = op_ != Operation::None;
   std::vector<Action> out;
@@ -120,7 +125,7 @@ Result<std::vector<Action>> LightMachine::command(Operation op) {
                                               " in progress"
                                         : std::string()));
       }
-      enqueueRestart();
+      enqueueRestart(extra_args);
       break;
     case Operation::Stopstart:
       if (busy) {
@@ -237,7 +242,7 @@ std::vector<Action> LightMachine::recover(ModuleState persisted, Operation inter
       break;
     case Operation::Restart:
       out.push_back(LogLine{Severity::Error, "The runtime died during restart; restarting again"});
-      enqueueRestart();
+      enqueueRestart({});
       op_ = Operation::Restart;
       break;
     case Operation::Stop:

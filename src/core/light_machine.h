@@ -71,7 +71,8 @@ class LightMachine {
 
   // An operator or automatic command. FailedPrecondition, with what to do instead, when the
   // command does not apply in the current state.
-  Result<std::vector<Action>> command(Operation op);
+  // `extra_args` are appended to the scripts of a restart (errd's `-Services "s1, s2"`).
+  Result<std::vector<Action>> command(Operation op, const std::vector<std::string>& extra_args = {});
   // The RunScript emitted last has ended.
   std::vector<Action> scriptFinished(const ScriptOutcome& outcome);
   // The runtime restarted: continue from what it had persisted.
@@ -90,7 +91,7 @@ class LightMachine {
   void enqueueStop(MainState from, const std::string& action, bool graceful, bool app_may_run);
   Status busyError() const;
   void enqueueWakeup(const std::string& action);
-  void enqueueRestart();
+  void enqueueRestart(const std::vector<std::string>& extra_args);
   void enqueueScript(std::string name, std::vector<std::string> args, ScriptKind kind);
   std::vector<Action> advance();
 

@@ -188,6 +188,17 @@ TEST(LightMachineTest, RestartOnlyCallsStopAndStartScripts) {
   EXPECT_EQ(m.state(), (ModuleState{MainState::Up, Readiness::Ready}));
 }
 
+TEST(LightMachineTest, RestartPassesExtraArgumentsToItsScripts) {
+  LightMachine m;
+  Driver d(m);
+  d.feed(*m.command(Operation::Start));
+  d.calls.clear();
+  d.feed(*m.command(Operation::Restart, {"-Services", "cron, ssh"}));
+  EXPECT_EQ(d.calls, (std::vector<std::string>{"stop_both UP UP restart -Services cron, ssh",
+                                               "stop_both force UP UP restart -Services cron, ssh",
+                                               "start_both UP UP restart -Services cron, ssh"}));
+}
+
 TEST(LightMachineTest, StopstartStopsThenStartsWithoutEnding) {
   LightMachine m;
   Driver d(m);

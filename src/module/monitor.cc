@@ -378,10 +378,10 @@ void Monitor::evaluate() {
       case Gate::Hold:
         return;
       case Gate::Wait:
-        hooks_.request(core::Operation::Wait, "failover rules");
+        hooks_.request(core::Operation::Wait, "failover rules", {});
         return;
       case Gate::Go:
-        hooks_.request(core::Operation::Wakeup, "start");
+        hooks_.request(core::Operation::Wakeup, "start", {});
         return;
     }
   }
@@ -402,10 +402,10 @@ void Monitor::evaluate() {
                                                  core::actionKindName(d.action->kind) +
                                                  ", which applies to mirror modules only");
     } else {
-      hooks_.request(*op, d.action->label);
+      hooks_.request(*op, d.action->label, {});
     }
   } else if (d.wakeup && state_.main == core::MainState::Wait) {
-    hooks_.request(core::Operation::Wakeup, std::string(core::kImplicitWakeupLabel));
+    hooks_.request(core::Operation::Wakeup, std::string(core::kImplicitWakeupLabel), {});
   }
 }
 
@@ -472,14 +472,23 @@ void Monitor::pollErrd() {
     }
     hooks_.log(LogLevel::Error, "errd", v.reason);
     switch (p.config.action) {
-      case config::ProcAction::Restart:
-        hooks_.request(core::Operation::Restart, "errd");
+      case config::ProcAction::Restart: {
+        std::vector<std::string> extra;
+        if (p.config.service && !p.config.restart_services.empty()) {
+          std::string list;
+          for (const auto& svc : p.config.restart_services) {
+            list += (list.empty() ? "" : ", ") + svc;
+          }
+          extra = {"-Services", list};  // reference 3.2.10: restart only these services
+        }
+        hooks_.request(core::Operation::Restart, "errd", extra);
         break;
+      }
       case config::ProcAction::Stopstart:
-        hooks_.request(core::Operation::Stopstart, "errd");
+        hooks_.request(core::Operation::Stopstart, "errd", {});
         break;
       case config::ProcAction::Stop:
-        hooks_.request(core::Operation::Stop, "errd");
+        hooks_.request(core::Operation::Stop, "errd", {});
         break;
       case config::ProcAction::Noaction:
         break;
@@ -503,7 +512,7 @@ void Monitor::runHandler(const Proc& p) {
   if (!child.ok()) {
     hooks_.log(LogLevel::Error, "errd", "Handler " + o.path + ": " + child.status().message() +
                                             "; stopstart instead");
-    hooks_.request(core::Operation::Stopstart, "errd");
+    hooks_.request(core::Operation::Stopstart, "errd", {});
     return;
   }
   // Handlers are short (reference: exit 0 on success, else stopstart): watch the exit.
@@ -520,7 +529,7 @@ void Monitor::runHandler(const Proc& p) {
     if (!info->success()) {
       hooks_.log(LogLevel::Error, "errd",
                  "Handler " + path + " failed (" + info->describe() + "); stopstart");
-      hooks_.request(core::Operation::Stopstart, "errd");
+      hooks_.request(core::Operation::Stopstart, "errd", {});
     }
   });
   *id = w.ok() ? *w : 0;
@@ -558,12 +567,17 @@ nlohmann::json Monitor::describe() const {
   nlohmann::json checkers = nlohmann::json::array();
   for (const auto& c : checkers_) {
     const bool active = c->probe ? c->probe->active() : c->pid >= 0;
+    // Custom checkers set their resource themselves: show what they set.
+    ResourceState state = c->health.state();
+    if (!c->probe) {
+      auto r = resources_.get(c->resource);
+      state = r.ok() && r->has_value() ? (*r)->state : ResourceState::Init;
+    }
     checkers.push_back({{"resource", c->resource},
                         {"when", config::checkWhenName(c->when)},
                         {"target", c->target},
                         {"active", active},
-                        {"state", resourceStateName(c->probe ? c->health.state()
-                                                             : ResourceState::Init)},
+                        {"state", resourceStateName(state)},
                         {"detail", c->detail}});
   }
   nlohmann::json procs = nlohmann::json::array();

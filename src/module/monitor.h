@@ -35,7 +35,10 @@ class Monitor {
  public:
   struct Hooks {
     // Asks the runtime to run an automatic operation; identity is the rule, "errd", "maxloop".
-    std::function<void(core::Operation op, const std::string& identity)> request;
+    // `extra_args` go to the scripts of a restart (errd restart_services).
+    std::function<void(core::Operation op, const std::string& identity,
+                       const std::vector<std::string>& extra_args)>
+        request;
     std::function<void(LogLevel, const std::string& component, const std::string& message)> log;
     // Environment and directories for custom checkers and errd handlers.
     std::function<ScriptContext()> script_context;

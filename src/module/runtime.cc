@@ -155,8 +155,9 @@ void Runtime::execute(std::vector<core::Action> actions) {
 
 Status Runtime::makeMonitor() {
   Monitor::Hooks hooks;
-  hooks.request = [this](core::Operation op, const std::string& identity) {
-    automatic(op, identity);
+  hooks.request = [this](core::Operation op, const std::string& identity,
+                         const std::vector<std::string>& extra) {
+    automatic(op, identity, extra);
   };
   hooks.log = [this](LogLevel level, const std::string& component, const std::string& msg) {
     log(level, component, msg);
@@ -172,7 +173,8 @@ Status Runtime::makeMonitor() {
   return okStatus();
 }
 
-void Runtime::automatic(core::Operation op, const std::string& identity) {
+void Runtime::automatic(core::Operation op, const std::string& identity,
+                        const std::vector<std::string>& extra_args) {
   const bool counted = op == core::Operation::Restart || op == core::Operation::Stopstart ||
                        (op == core::Operation::Wait && machine_.state().main == core::MainState::Up);
   if (counted && !monitor_->countAutomatic()) {
@@ -182,7 +184,7 @@ void Runtime::automatic(core::Operation op, const std::string& identity) {
     control(core::Operation::Stop, "maxloop");
     return;
   }
-  auto actions = machine_.command(op);
+  auto actions = machine_.command(op, extra_args);
   if (!actions.ok()) {
     log(LogLevel::Info, kComponent, std::string("Action ") + core::operationName(op) +
                                         " from " + identity + " not applied: " +

@@ -56,7 +56,8 @@ class Runtime {
   proto::Reply reload();
   void execute(std::vector<core::Action> actions);
   // An operation asked by the monitor (rules, errd); counted against maxloop.
-  void automatic(core::Operation op, const std::string& identity);
+  void automatic(core::Operation op, const std::string& identity,
+                 const std::vector<std::string>& extra_args = {});
   Status makeMonitor();
   void runScript(const core::RunScript& script);
   void persist();
