@@ -91,11 +91,10 @@ void LightMachine::enqueueRestart(const std::vector<std::string>& extra) {
   queue_.push_back(SetState{{MainState::Up, Readiness::Ready}});
 }
 
-Result<std::vector<Action>> LightMachine::command(Operation op,
-                                                  const std::vector<std::string>& extra_args) {
+Status LightMachine::check(Operation op) const {
   const std::string now = state_.describe();
   const bool busy = op_ != Operation::None;
-  std::vector<Action> out;
+  const bool stopped = state_.main == MainState::Stop;
   switch (op) {
     case Operation::None:
       return invalidArgument("no operation");
@@ -103,21 +102,21 @@ Result<std::vector<Action>> LightMachine::command(Operation op,
       if (busy) {
         return busyError();
       }
-      if (state_.main != MainState::Stop) {
+      if (!stopped) {
         return failedPrecondition("the module is already started (" + now +
                                   "); use halo restart or halo stopstart to restart it");
       }
-      enqueueStart("start");
-      break;
+      return okStatus();
     case Operation::Stop:
+    case Operation::Stopstart:
       if (busy) {
         return busyError();
       }
-      if (state_.main == MainState::Stop) {
-        return failedPrecondition("the module is not started (" + now + ")");
+      if (stopped) {
+        return failedPrecondition("the module is not started (" + now + ")" +
+                                  (op == Operation::Stopstart ? "; use halo start" : ""));
       }
-      enqueueStop(state_.main, "stop", true, state_.main == MainState::Up);
-      break;
+      return okStatus();
     case Operation::Restart:
       if (busy || state_ != ModuleState{MainState::Up, Readiness::Ready}) {
         return failedPrecondition("restart needs the module UP (Ready); it is " + now +
@@ -125,22 +124,47 @@ Result<std::vector<Action>> LightMachine::command(Operation op,
                                               " in progress"
                                         : std::string()));
       }
+      return okStatus();
+    case Operation::Wait:
+      if (busy || stopped) {
+        return failedPrecondition("wait needs a started, idle module; it is " + now);
+      }
+      return okStatus();
+    case Operation::Wakeup:
+      if (busy || state_.main != MainState::Wait) {
+        return failedPrecondition("wakeup needs a module in WAIT; it is " + now);
+      }
+      return okStatus();
+    case Operation::Forcestop:
+      if (stopped && !busy) {
+        return failedPrecondition("the module is not started (" + now + ")");
+      }
+      return okStatus();
+  }
+  return invalidArgument("unknown operation");
+}
+
+Result<std::vector<Action>> LightMachine::command(Operation op,
+                                                  const std::vector<std::string>& extra_args) {
+  HALO_RETURN_IF_ERROR(check(op));
+  std::vector<Action> out;
+  switch (op) {
+    case Operation::None:
+      break;
+    case Operation::Start:
+      enqueueStart("start");
+      break;
+    case Operation::Stop:
+      enqueueStop(state_.main, "stop", true, state_.main == MainState::Up);
+      break;
+    case Operation::Restart:
       enqueueRestart(extra_args);
       break;
     case Operation::Stopstart:
-      if (busy) {
-        return busyError();
-      }
-      if (state_.main == MainState::Stop) {
-        return failedPrecondition("the module is not started (" + now + "); use halo start");
-      }
       enqueueStop(state_.main, "stopstart", true, state_.main == MainState::Up);
       enqueueStart("stopstart");
       break;
     case Operation::Wait:
-      if (busy || state_.main == MainState::Stop) {
-        return failedPrecondition("wait needs a started, idle module; it is " + now);
-      }
       if (state_.main == MainState::Up) {
         queue_.push_back(SetState{{MainState::Up, Readiness::Transient}});
         enqueueScript(kStopBoth, {"UP", "WAIT", "stopwait"}, ScriptKind::StopGraceful);
@@ -151,15 +175,9 @@ Result<std::vector<Action>> LightMachine::command(Operation op,
       queue_.push_back(SetState{{MainState::Wait, Readiness::NotReady}});
       break;
     case Operation::Wakeup:
-      if (busy || state_.main != MainState::Wait) {
-        return failedPrecondition("wakeup needs a module in WAIT; it is " + now);
-      }
       enqueueWakeup(start_action_);
       break;
     case Operation::Forcestop:
-      if (state_.main == MainState::Stop && !busy) {
-        return failedPrecondition("the module is not started (" + now + ")");
-      }
       if (running_) {
         out.push_back(KillScript{});
         out.push_back(LogLine{Severity::Error, "Script " + running_->name + " killed by forcestop"});

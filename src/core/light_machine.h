@@ -71,6 +71,8 @@ class LightMachine {
 
   // An operator or automatic command. FailedPrecondition, with what to do instead, when the
   // command does not apply in the current state.
+  // Whether `op` applies now: the refusal command() would return, without changing anything.
+  Status check(Operation op) const;
   // `extra_args` are appended to the scripts of a restart (errd's `-Services "s1, s2"`).
   Result<std::vector<Action>> command(Operation op, const std::vector<std::string>& extra_args = {});
   // The RunScript emitted last has ended.

@@ -23,13 +23,17 @@ PeriodicProbe::PeriodicProbe(sys::EventLoop& loop, Millis interval, Probe probe,
       report_(std::move(report)),
       thread_([this] { run(); }) {}
 
-PeriodicProbe::~PeriodicProbe() {
+void PeriodicProbe::requestStop() {
   *epoch_ = 0;  // drops reports already posted
   {
     std::lock_guard<std::mutex> lock(mutex_);
     stop_ = true;
   }
   cv_.notify_all();
+}
+
+PeriodicProbe::~PeriodicProbe() {
+  requestStop();
   thread_.join();
 }
 

@@ -48,6 +48,8 @@ class PeriodicProbe {
   PeriodicProbe(const PeriodicProbe&) = delete;
   PeriodicProbe& operator=(const PeriodicProbe&) = delete;
 
+  // Lets the thread finish its current probe and end; the destructor then only joins.
+  void requestStop();
   // Must be called on the loop thread. Activation probes at once.
   void setActive(bool active);
   bool active() const { return active_; }

@@ -44,6 +44,19 @@ bool whenActive(config::CheckWhen when, core::ModuleState s, core::Operation op)
   return false;
 }
 
+// Starts a program of the module (custom checker, errd handler): a path relative to the module's
+// bin directory, run there with the scripts' environment.
+Result<sys::Child> spawnModuleProgram(const ScriptContext& ctx, const std::string& program,
+                                      const std::vector<std::string>& args) {
+  sys::SpawnOptions o;
+  o.path = !program.empty() && program[0] == '/' ? program : ctx.bin_dir + "/" + program;
+  o.argv = {o.path};
+  o.argv.insert(o.argv.end(), args.begin(), args.end());
+  o.env = ctx.env;
+  o.cwd = ctx.bin_dir;
+  return sys::spawn(o);
+}
+
 sys::ProbeOutcome probeModule(const std::string& socket, const std::string& name) {
   auto r = sys::requestLine(socket, R"({"cmd":"state","params":{}})", Millis(5000));
   if (!r.ok()) {
@@ -63,26 +76,27 @@ sys::ProbeOutcome probeModule(const std::string& socket, const std::string& name
 Result<std::unique_ptr<Monitor>> Monitor::create(const Paths& paths, const std::string& module,
                                                  sys::EventLoop& loop, ResourceStore& resources,
                                                  const config::ModuleConfig& config,
-                                                 Hooks hooks) {
+                                                 core::LoopCounter& loop_counter, Hooks hooks) {
   auto machine = core::makeFailoverMachine(config);
   if (!machine.ok()) {
     return machine.status();
   }
   auto m = std::unique_ptr<Monitor>(new Monitor(paths, module, loop, resources, config,
-                                                std::move(hooks), std::move(*machine)));
+                                                loop_counter, std::move(hooks),
+                                                std::move(*machine)));
   return m;
 }
 
 Monitor::Monitor(Paths paths, std::string module, sys::EventLoop& loop,
-                 ResourceStore& resources, const config::ModuleConfig& config, Hooks hooks,
-                 core::FailoverMachine machine)
+                 ResourceStore& resources, const config::ModuleConfig& config,
+                 core::LoopCounter& loop_counter, Hooks hooks, core::FailoverMachine machine)
     : paths_(std::move(paths)),
       module_(std::move(module)),
       loop_(loop),
       resources_(resources),
       hooks_(std::move(hooks)),
       machine_(std::move(machine)),
-      loop_counter_(config.service.maxloop, config.service.loop_interval) {
+      loop_counter_(loop_counter) {
   seedSettings(config);
   addCheckers(config);
   if (config.errd) {
@@ -95,11 +109,44 @@ Monitor::Monitor(Paths paths, std::string module, sys::EventLoop& loop,
 }
 
 Monitor::~Monitor() {
-  for (auto& c : checkers_) {
-    stopCustom(*c);
-  }
   loop_.cancelTimer(eval_timer_);
   loop_.cancelTimer(errd_timer_);
+  loop_.cancelTimer(custom_restart_timer_);
+  // Ask every probe thread to stop first, so their joins (each bounded by a probe timeout)
+  // overlap instead of adding up.
+  for (auto& c : checkers_) {
+    if (c->probe) {
+      c->probe->requestStop();
+    }
+    stopCustom(*c);
+  }
+  checkers_.clear();
+  for (const auto& h : handlers_) {
+    loop_.unwatch(h.watch);
+    sys::killProcessGroup(h.pid, SIGKILL);
+    reapLater(h.pid, h.pidfd);
+  }
+}
+
+void Monitor::reapLater(pid_t pid, int pidfd) {
+  if (sys::reapChild(pid)) {
+    close(pidfd);
+    return;
+  }
+  // Not gone yet: a watch that needs nothing of this Monitor reaps it when it ends.
+  auto id = std::make_shared<sys::EventLoop::Id>(0);
+  sys::EventLoop& loop = loop_;
+  auto w = loop.watchReadable(pidfd, [&loop, id, pid, pidfd] {
+    if (sys::reapChild(pid)) {
+      loop.unwatch(*id);
+      close(pidfd);
+    }
+  });
+  if (w.ok()) {
+    *id = *w;
+  } else {
+    close(pidfd);
+  }
 }
 
 void Monitor::seedSettings(const config::ModuleConfig& config) {
@@ -223,7 +270,7 @@ void Monitor::onSample(Checker& c, const sys::ProbeOutcome& outcome) {
       hooks_.log(LogLevel::Error, kComponent, c.resource + " down: " + outcome.detail);
     }
     setResource(c.resource, after, kComponent);
-    loop_.post([this] { evaluate(); });
+    scheduleEvaluation();  // a timer the destructor cancels, unlike a post
   }
 }
 
@@ -267,37 +314,46 @@ void Monitor::applyActivation() {
 }
 
 void Monitor::startCustom(Checker& c) {
-  const ScriptContext ctx = hooks_.script_context();
-  sys::SpawnOptions o;
-  o.path = !c.exec.empty() && c.exec[0] == '/' ? c.exec : ctx.bin_dir + "/" + c.exec;
-  o.argv = {o.path, module_, c.resource};
-  o.argv.insert(o.argv.end(), c.args.begin(), c.args.end());
-  o.env = ctx.env;
-  o.cwd = ctx.bin_dir;
-  auto child = sys::spawn(o);
+  std::vector<std::string> args = {module_, c.resource};
+  args.insert(args.end(), c.args.begin(), c.args.end());
+  auto child = spawnModuleProgram(hooks_.script_context(), c.exec, args);
   if (!child.ok()) {
     hooks_.log(LogLevel::Error, kComponent,
                "Custom checker " + c.resource + " cannot start: " + child.status().message());
     return;
   }
-  c.pid = child->pid;
-  c.pidfd = child->pidfd;
   Checker* raw = &c;
-  auto w = loop_.watchReadable(c.pidfd, [this, raw] {
+  auto w = loop_.watchReadable(child->pidfd, [this, raw] {
     auto info = sys::reapChild(raw->pid);
     if (!info) {
       return;
     }
     hooks_.log(LogLevel::Error, kComponent,
                "Custom checker " + raw->resource + " exited (" + info->describe() +
-                   "); it is started again at the next activation");
+                   "); starting it again in 5 s");
     loop_.unwatch(raw->watch);
     close(raw->pidfd);
     raw->pid = -1;
     raw->pidfd = -1;
     raw->watch = 0;
+    // Its last word is stale now.
+    setResource(raw->resource, ResourceState::Init, kComponent);
+    loop_.cancelTimer(custom_restart_timer_);
+    custom_restart_timer_ = loop_.addTimer(Millis(5000), [this] {
+      custom_restart_timer_ = 0;
+      applyActivation();
+    });
   });
-  c.watch = w.ok() ? *w : 0;
+  if (!w.ok()) {
+    sys::killProcessGroup(child->pid, SIGKILL);
+    reapLater(child->pid, child->pidfd);
+    hooks_.log(LogLevel::Error, kComponent, "Custom checker " + c.resource +
+                                                " cannot be watched: " + w.status().message());
+    return;
+  }
+  c.pid = child->pid;
+  c.pidfd = child->pidfd;
+  c.watch = *w;
 }
 
 void Monitor::stopCustom(Checker& c) {
@@ -306,10 +362,7 @@ void Monitor::stopCustom(Checker& c) {
   }
   sys::killProcessGroup(c.pid, SIGKILL);
   loop_.unwatch(c.watch);
-  for (int i = 0; i < 100 && !sys::reapChild(c.pid); ++i) {
-    usleep(2000);  // bounded: a SIGKILLed child ends at once
-  }
-  close(c.pidfd);
+  reapLater(c.pid, c.pidfd);
   c.pid = -1;
   c.pidfd = -1;
   c.watch = 0;
@@ -500,31 +553,30 @@ void Monitor::pollErrd() {
 }
 
 void Monitor::runHandler(const Proc& p) {
-  const ScriptContext ctx = hooks_.script_context();
-  sys::SpawnOptions o;
-  o.path = !p.config.handler.empty() && p.config.handler[0] == '/'
-               ? p.config.handler
-               : ctx.bin_dir + "/" + p.config.handler;
-  o.argv = {o.path, module_, "proc." + p.config.name};
-  o.env = ctx.env;
-  o.cwd = ctx.bin_dir;
-  auto child = sys::spawn(o);
+  auto child = spawnModuleProgram(hooks_.script_context(), p.config.handler,
+                                  {module_, "proc." + p.config.name});
+  const std::string path = p.config.handler;
   if (!child.ok()) {
-    hooks_.log(LogLevel::Error, "errd", "Handler " + o.path + ": " + child.status().message() +
+    hooks_.log(LogLevel::Error, "errd", "Handler " + path + ": " + child.status().message() +
                                             "; stopstart instead");
     hooks_.request(core::Operation::Stopstart, "errd", {});
     return;
   }
   // Handlers are short (reference: exit 0 on success, else stopstart): watch the exit.
-  auto id = std::make_shared<sys::EventLoop::Id>(0);
   const pid_t pid = child->pid;
   const int fd = child->pidfd;
-  auto w = loop_.watchReadable(fd, [this, id, pid, fd, path = o.path] {
+  auto w = loop_.watchReadable(fd, [this, pid, fd, path] {
     auto info = sys::reapChild(pid);
     if (!info) {
       return;
     }
-    loop_.unwatch(*id);
+    for (auto it = handlers_.begin(); it != handlers_.end(); ++it) {
+      if (it->pid == pid) {
+        loop_.unwatch(it->watch);
+        handlers_.erase(it);
+        break;
+      }
+    }
     close(fd);
     if (!info->success()) {
       hooks_.log(LogLevel::Error, "errd",
@@ -532,7 +584,13 @@ void Monitor::runHandler(const Proc& p) {
       hooks_.request(core::Operation::Stopstart, "errd", {});
     }
   });
-  *id = w.ok() ? *w : 0;
+  if (!w.ok()) {
+    sys::killProcessGroup(pid, SIGKILL);
+    reapLater(pid, fd);
+    hooks_.request(core::Operation::Stopstart, "errd", {});
+    return;
+  }
+  handlers_.push_back(Handler{pid, fd, *w});
 }
 
 bool Monitor::countAutomatic() {

@@ -48,7 +48,8 @@ class Monitor {
   static Result<std::unique_ptr<Monitor>> create(const Paths& paths, const std::string& module,
                                                  sys::EventLoop& loop,
                                                  ResourceStore& resources,
-                                                 const config::ModuleConfig& config, Hooks hooks);
+                                                 const config::ModuleConfig& config,
+                                                 core::LoopCounter& loop_counter, Hooks hooks);
   ~Monitor();
 
   // The module's state or operation changed: (de)activates checkers and errd classes.
@@ -88,7 +89,8 @@ class Monitor {
   };
 
   Monitor(Paths paths, std::string module, sys::EventLoop& loop, ResourceStore& resources,
-          const config::ModuleConfig& config, Hooks hooks, core::FailoverMachine machine);
+          const config::ModuleConfig& config, core::LoopCounter& loop_counter, Hooks hooks,
+          core::FailoverMachine machine);
   void addCheckers(const config::ModuleConfig& config);
   void onSample(Checker& c, const sys::ProbeOutcome& outcome);
   void setResource(const std::string& name, ResourceState state, const std::string& setter);
@@ -102,6 +104,8 @@ class Monitor {
   void pollErrd();
   void scheduleErrd(Millis delay);
   void runHandler(const Proc& p);
+  // Reaps a killed child now, or later through a watch that outlives this Monitor.
+  void reapLater(pid_t pid, int pidfd);
   std::unique_ptr<core::MapResourceView> view();
   static std::vector<std::string> splitArgs(const std::string& text);
 
@@ -111,7 +115,15 @@ class Monitor {
   ResourceStore& resources_;
   Hooks hooks_;
   core::FailoverMachine machine_;
-  core::LoopCounter loop_counter_;
+  core::LoopCounter& loop_counter_;
+  // errd handlers still running: their watches are removed and they are reaped on destruction.
+  struct Handler {
+    pid_t pid;
+    int pidfd;
+    sys::EventLoop::Id watch;
+  };
+  std::vector<Handler> handlers_;
+  sys::EventLoop::Id custom_restart_timer_ = 0;
   std::vector<std::unique_ptr<Checker>> checkers_;
   std::vector<Proc> procs_;
   Millis polltimer_{30000};

@@ -163,18 +163,30 @@ Status Runtime::makeMonitor() {
     log(level, component, msg);
   };
   hooks.script_context = [this] { return scriptContext(); };
+  auto counter = std::make_unique<core::LoopCounter>(config_.service.maxloop,
+                                                     config_.service.loop_interval);
+  if (loop_counter_) {
+    counter->restore(loop_counter_->save());
+  }
   auto m = Monitor::create(options_.paths, options_.module, loop_, resources_, config_,
-                           std::move(hooks));
+                           *counter, std::move(hooks));
   if (!m.ok()) {
     return m.status();
   }
-  monitor_ = std::move(*m);
+  monitor_ = std::move(*m);  // the old Monitor, if any, goes before the counter it uses
+  loop_counter_ = std::move(counter);
   monitor_->update(machine_.state(), machine_.operation());
   return okStatus();
 }
 
 void Runtime::automatic(core::Operation op, const std::string& identity,
                         const std::vector<std::string>& extra_args) {
+  // Only what will run is counted: a refused request (busy, wrong state) costs nothing.
+  if (Status can = machine_.check(op); !can.ok()) {
+    log(LogLevel::Info, kComponent, std::string("Action ") + core::operationName(op) + " from " +
+                                        identity + " not applied: " + can.message());
+    return;
+  }
   const bool counted = op == core::Operation::Restart || op == core::Operation::Stopstart ||
                        (op == core::Operation::Wait && machine_.state().main == core::MainState::Up);
   if (counted && !monitor_->countAutomatic()) {

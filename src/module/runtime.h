@@ -82,6 +82,8 @@ class Runtime {
   ScriptRunner scripts_;
   std::unique_ptr<sys::LineServer> server_;
   std::unique_ptr<Monitor> monitor_;
+  // Owned here, not by the Monitor, so a reload (which rebuilds the Monitor) keeps the count.
+  std::unique_ptr<core::LoopCounter> loop_counter_;
   std::vector<Waiter> waiters_;
   std::string last_error_;
   std::string caller_ = "admin";

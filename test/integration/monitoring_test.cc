@@ -258,6 +258,22 @@ TEST_F(MonitoringTest, SettingsPersistAndCheckersOffMeansNoAction) {
   ASSERT_EQ(node_->halo({"waitstate", "-m", "web", "UP", "-t", "30"}).exit_code, 0);
 }
 
+TEST_F(MonitoringTest, CheckersAreReconfiguredWhileTheModuleRuns) {
+  installAndConfigure("web", makeModuleWithConfig("web", webConfig(tcpChecker("restart") +
+                                                                   kFastRules)));
+  startAndWaitUp("web");
+  // A new checker set, applied dynamically: the old probes go, the new ones act.
+  const std::string conf = node_->root() + "/etc/halo/modules/web/conf/userconfig.xml";
+  std::ofstream(conf) << webConfig(tcpChecker("stopstart") + kFastRules);
+  auto r = node_->halo({"config", "-m", "web"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("applied it dynamically"));
+  Server(*node_, "web").kill();
+  ASSERT_TRUE(eventually([&] { return logHas("web", "Action stopstart from failover rule t_web"); }))
+      << node_->halo({"log", "-A", "-m", "web"}).output;
+  ASSERT_EQ(node_->halo({"waitstate", "-m", "web", "UP", "-t", "30"}).exit_code, 0);
+}
+
 TEST_F(MonitoringTest, RuleSyntaxErrorsNameLineAndColumn) {
   const std::string cfg = webConfig(
       "    <failover><![CDATA[\n"
