@@ -78,6 +78,7 @@ Status Runtime::begin() {
   if (options_.recover) {
     HALO_ASSIGN_OR_RETURN(PersistedState s, loadPersistedState(p, m));
     last_error_ = s.last_error;
+    loop_counter_->restore(s.loop);
     log(LogLevel::Info, kComponent,
         "Runtime restarted; persisted state " + s.state.describe() + ", operation " +
             core::operationName(s.operation));
@@ -111,7 +112,8 @@ void Runtime::log(LogLevel level, const std::string& component, const std::strin
 }
 
 void Runtime::persist() {
-  PersistedState s{machine_.state(), machine_.operation(), last_error_};
+  PersistedState s{machine_.state(), machine_.operation(), last_error_,
+                   loop_counter_ ? loop_counter_->save() : core::LoopCounterState{}};
   Status st = savePersistedState(options_.paths, options_.module, s);
   if (!st.ok()) {
     log(LogLevel::Error, kComponent, "Cannot persist the module state: " + st.message());
@@ -369,7 +371,9 @@ proto::Reply Runtime::handle(sys::LineServer::ConnId conn, const proto::Request&
     return proto::okReply();
   }
   if (req.cmd == "incloop" || req.cmd == "resetloop" || req.cmd == "checkloop") {
-    return monitor_->loopCommand(req.cmd, caller);
+    proto::Reply r = monitor_->loopCommand(req.cmd, caller);
+    persist();
+    return r;
   }
   if (req.cmd == "wait") {
     Waiter w{conn, req.params.value("kind", "state"), std::nullopt, 0};

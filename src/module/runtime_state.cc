@@ -11,7 +11,12 @@ Status savePersistedState(const Paths& paths, const std::string& module,
   nlohmann::json j = {{"state", core::mainStateName(s.state.main)},
                       {"readiness", core::readinessName(s.state.readiness)},
                       {"operation", core::operationName(s.operation)},
-                      {"last_error", s.last_error}};
+                      {"last_error", s.last_error},
+                      {"loop_count", s.loop.count},
+                      {"loop_window_start_us",
+                       std::chrono::duration_cast<std::chrono::microseconds>(
+                           s.loop.window_start.time_since_epoch())
+                           .count()}};
   return sys::writeFileAtomic(paths.runtimeStateFile(module), j.dump() + "\n");
 }
 
@@ -35,6 +40,9 @@ Result<PersistedState> loadPersistedState(const Paths& paths, const std::string&
   s.state = {*main, *ready};
   s.operation = *op;
   s.last_error = j.value("last_error", "");
+  s.loop.count = j.value("loop_count", 0);
+  s.loop.window_start = SystemTime(std::chrono::duration_cast<SystemTime::duration>(
+      std::chrono::microseconds(j.value("loop_window_start_us", int64_t{0}))));
   return s;
 }
 

@@ -7,6 +7,7 @@
 #include "base/paths.h"
 #include "base/status.h"
 #include "core/light_machine.h"
+#include "core/loop_counter.h"
 #include "core/module_state.h"
 
 namespace halo::module {
@@ -15,6 +16,7 @@ struct PersistedState {
   core::ModuleState state;
   core::Operation operation = core::Operation::None;
   std::string last_error;  // why the last start failed, shown by `halo state -v`
+  core::LoopCounterState loop;  // maxloop count, so a runtime crash does not reset it
 };
 
 Status savePersistedState(const Paths& paths, const std::string& module, const PersistedState& s);

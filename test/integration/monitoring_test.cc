@@ -90,6 +90,19 @@ TEST_F(MonitoringTest, MaxloopStopsTheModuleOnTheFourthDetection) {
     ASSERT_TRUE(eventually([&] { return server.pid() != old && processAlive(server.pid()); }))
         << detection << node_->halo({"log", "-A", "-m", "web"}).output;
     ASSERT_EQ(node_->halo({"waitstate", "-m", "web", "UP", "-t", "30"}).exit_code, 0);
+    if (detection == 2) {
+      // The count survives a crash of the runtime (halod respawns it from its state file).
+      const std::string pidfile = node_->root() + "/run/halo/modules/web.pid";
+      const pid_t runtime = node_->readPid(pidfile);
+      ASSERT_TRUE(killPid(runtime, SIGKILL));
+      ASSERT_TRUE(eventually([&] {
+        const pid_t now = node_->readPid(pidfile);
+        return now != runtime && processAlive(now);
+      }));
+      ASSERT_EQ(node_->halo({"waitstate", "-m", "web", "UP", "-t", "30"}).exit_code, 0);
+      EXPECT_THAT(node_->halo({"state", "-v", "-m", "web"}).output,
+                  HasSubstr("maxloop:   2 automatic action(s) of 3 allowed"));
+    }
   }
   EXPECT_EQ(node_->halo({"checkloop", "-m", "web"}).exit_code, 1);  // one more would exceed
   ASSERT_TRUE(eventually([&] {
