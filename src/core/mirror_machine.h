@@ -1,0 +1,162 @@
+#pragma once
+// MirrorMachine: the decisions of one node of a mirror module (reference 2.2-2.4, DESIGN 5) as a
+// pure function of (state, event) -> actions. It never reads a clock, a socket or a file and
+// never draws a random number itself: the driver measures the heartbeat timeout and reports
+// it, sends heartbeats built by heartbeat(), runs the scripts and feeds back their outcome,
+// persists the generation record it is given, asks the split-brain witness and runs resyncs.
+// docs/mirror-state-machine.md has the transition table mapped to the reference's rows.
+//
+// Script groups (reference 4.1): start_prim/stop_prim in PRIM and ALONE; start_second/stop_second
+// in SECOND; start_sec/stop_sec in SECOND and ALONE; start_both/stop_both in all three. Leaving a
+// group calls its stop script twice (graceful, then "force"); entering calls its start script.
+// Stop order: stop_prim, RemoveVip, stop_second, stop_sec, stop_both; start order: start_both,
+// start_sec, start_second, AddVip, start_prim. Every script gets (current, next, action).
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "base/status.h"
+#include "core/data_generation.h"
+#include "core/light_machine.h"
+#include "core/module_state.h"
+
+namespace halo::core {
+
+enum class MirrorCommand {
+  Start,
+  Stop,
+  Restart,
+  Stopstart,
+  Forcestop,
+  Swap,
+  Prim,
+  Second,
+  Primforce
+};
+const char* mirrorCommandName(MirrorCommand c);
+
+enum class DefaultPrim { Alone, Node, LastPrim };
+
+struct MirrorConfig {
+  std::string local_node;
+  std::string peer_node;
+  bool failover = true;
+  DefaultPrim default_prim = DefaultPrim::Alone;
+  std::string default_prim_node;  // DefaultPrim::Node only
+  bool witness = false;           // a <splitbrain> checker is configured
+  // The injected randomness for new generation ids (required).
+  std::function<uint64_t()> random;
+};
+
+// What one heartbeat carries (DESIGN 5.1) as far as decisions are concerned.
+struct MirrorHeartbeat {
+  std::string node;
+  ModuleState state;
+  DataGeneration generation;  // includes the role epoch
+  bool handover = false;      // the sender released the primary role to its peer (swap)
+  std::optional<std::string> resources_digest;
+};
+
+struct AddVip {};
+struct RemoveVip {};
+struct PersistGeneration {
+  DataGeneration record;
+};
+struct SendHeartbeatNow {};
+struct AskWitness {};
+struct StartResync {
+  uint64_t id = 0;   // echoed by resyncDone, so a stale report is ignored
+  bool full = true;  // false: the secondary holds the primary's parent (changes only)
+};
+using MirrorAction =
+    std::variant<RunScript, SetState, LogLine, AddVip, RemoveVip, PersistGeneration,
+                 SendHeartbeatNow, AskWitness, StartResync, KillScript, OperationDone>;
+std::string describeAction(const MirrorAction& a);
+
+class MirrorMachine {
+ public:
+  // `persisted`: the record the node saved last (a default record on first configuration).
+  MirrorMachine(MirrorConfig config, DataGeneration persisted);
+
+  Status check(MirrorCommand c) const;
+  Result<std::vector<MirrorAction>> command(MirrorCommand c);
+  std::vector<MirrorAction> heartbeatReceived(const MirrorHeartbeat& hb);
+  // No heartbeat on any network for `timeout` (or since the start).
+  std::vector<MirrorAction> heartbeatsLost();
+  std::vector<MirrorAction> scriptFinished(const ScriptOutcome& outcome);
+  std::vector<MirrorAction> witnessResult(bool reachable);
+  std::vector<MirrorAction> resyncDone(uint64_t id, bool success);
+  // On the primary: the in-sync secondary stopped acknowledging replicated writes (reference
+  // 2.2: locktimeout/sendtimeout). PRIM -> ALONE; either way a new generation is written.
+  std::vector<MirrorAction> replicationLost();
+  // On the primary: its replication layer finished the secondary's resync (the other half of
+  // the secondary's resyncDone). From now on the secondary may take over.
+  std::vector<MirrorAction> peerResynced();
+
+  MirrorHeartbeat heartbeat() const;
+  ModuleState state() const { return state_; }
+  const DataGeneration& generation() const { return record_; }
+  bool peerAlive() const { return peer_alive_; }
+  const std::optional<MirrorHeartbeat>& peer() const { return peer_; }
+  bool busy() const { return running_.has_value() || !queue_.empty(); }
+  bool isPrimary() const;
+  const std::optional<RunScript>& runningScript() const { return running_; }
+
+ private:
+  using Step = std::variant<RunScript, SetState, LogLine, AddVip, RemoveVip, PersistGeneration,
+                            SendHeartbeatNow, AskWitness, StartResync>;
+  enum class WaitReason { None, NotUptodate, Witness, FailoverOff, Blocked };
+
+  void enqueueScript(std::string name, std::vector<std::string> args, ScriptKind kind);
+  // Stops the running script groups not in `keep` (a mask of groups).
+  void enqueueStopGroups(MainState from, MainState to, const std::string& action, bool graceful,
+                         unsigned keep);
+  void enqueueStartGroups(MainState from, MainState to, const std::string& action);
+  void enqueueStart(const std::string& action);
+  void enqueueStop(const std::string& action, bool graceful);
+  void enqueueBecomePrimary(MainState to, const std::string& action);
+  void enqueueToWait(WaitReason why, const std::string& action);
+  void enqueueBecomeSecond(const std::string& action);
+  void enqueuePrimarySwitch(MainState to, const std::string& action);  // PRIM <-> ALONE
+  void enqueueResync();
+  void enqueueSwap(const std::string& action);
+  void persist();
+  void log(Severity s, std::string m) { queue_.push_back(LogLine{s, std::move(m)}); }
+  // Whether the local node should be the primary when both nodes want a role.
+  bool winsRank(const MirrorHeartbeat& peer) const;
+  bool peerIsPrimary() const;
+  void evaluate();
+  void peerGone(bool by_timeout);
+  std::vector<MirrorAction> advance();
+
+  MirrorConfig config_;
+  DataGeneration record_;
+  ModuleState state_;
+  std::optional<MirrorHeartbeat> peer_;
+  bool peer_alive_ = false;
+  bool peer_lost_ = false;  // heartbeatsLost since the last heartbeat
+  std::deque<Step> queue_;
+  std::optional<RunScript> running_;
+  bool forced_prim_ = false;
+  bool forced_second_ = false;
+  bool handover_ = false;
+  bool witness_pending_ = false;
+  bool in_operation_ = false;
+  bool split_logged_ = false;
+  bool swap_done_ = false;  // defaultprim swap done for this primary period
+  WaitReason wait_reason_ = WaitReason::None;
+  uint64_t resync_id_ = 0;
+  bool started_clean_ = true;
+  bool had_role_ = false;
+  bool peer_in_sync_ =
+      false;  // as primary: the secondary holds our generation      // this run became primary or
+              // an up-to-date secondary  // the record's clean_stop when the current start began
+  unsigned app_groups_ = 0;  // script groups whose start script was called and not stopped
+};
+
+}  // namespace halo::core
