@@ -44,6 +44,8 @@ Halo demo running: node n1 (network namespace $NS, HALO_ROOT=$ROOT).
   demo/halo log -m web                            # the module log
   kill -9 \$(cat $ROOT/run/halo/modules/web.pid)   # kill the module runtime: halod restarts it,
   demo/halo waitstate -m web UP; demo/halo log -m web   # the server keeps running
+  kill -9 \$(cat $ROOT/var/lib/halo/modules/web/web.pid)   # kill the server: errd restarts it
+  demo/halo log -m web | tail                     # "Action restart called by errd"
   demo/halo stop -m web; demo/halo start -m web
   bash demo/stop.sh                               # remove everything the demo created
 MSG
