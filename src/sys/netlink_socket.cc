@@ -101,39 +101,8 @@ Status NetlinkSocket::send(NetlinkMessage& msg, const std::string& what) {
   return okStatus();
 }
 
-Status NetlinkSocket::request(NetlinkMessage& msg, const std::string& what) {
-  msg.header()->nlmsg_flags |= NLM_F_REQUEST | NLM_F_ACK;
-  HALO_RETURN_IF_ERROR(send(msg, what));
-  const uint32_t seq = msg.header()->nlmsg_seq;
-  std::vector<uint8_t> buf(kRecvBufferSize);
-  for (;;) {
-    const ssize_t n = ::recv(fd_, buf.data(), buf.size(), 0);
-    if (n < 0) {
-      if (errno == EINTR) {
-        continue;
-      }
-      return errnoStatus(what + ": recv", errno);
-    }
-    int len = static_cast<int>(n);
-    for (auto* h = reinterpret_cast<const nlmsghdr*>(buf.data()); NLMSG_OK(h, len);
-         h = NLMSG_NEXT(h, len)) {
-      if (h->nlmsg_seq != seq || h->nlmsg_type != NLMSG_ERROR) {
-        continue;
-      }
-      const auto* err = reinterpret_cast<const nlmsgerr*>(NLMSG_DATA(h));
-      if (err->error == 0) {
-        return okStatus();
-      }
-      return errnoStatus(what, -err->error);
-    }
-  }
-}
-
-Status NetlinkSocket::dump(NetlinkMessage& msg, const std::string& what,
-                           const std::function<void(const nlmsghdr*)>& on_message) {
-  msg.header()->nlmsg_flags |= NLM_F_REQUEST | NLM_F_DUMP;
-  HALO_RETURN_IF_ERROR(send(msg, what));
-  const uint32_t seq = msg.header()->nlmsg_seq;
+Status NetlinkSocket::receive(uint32_t seq, const std::string& what,
+                              const std::function<void(const nlmsghdr*)>& on_message) {
   std::vector<uint8_t> buf(kRecvBufferSize);
   for (;;) {
     const ssize_t n = ::recv(fd_, buf.data(), buf.size(), 0);
@@ -154,14 +123,25 @@ Status NetlinkSocket::dump(NetlinkMessage& msg, const std::string& what,
       }
       if (h->nlmsg_type == NLMSG_ERROR) {
         const auto* err = reinterpret_cast<const nlmsgerr*>(NLMSG_DATA(h));
-        if (err->error == 0) {
-          return okStatus();
-        }
-        return errnoStatus(what, -err->error);
+        return err->error == 0 ? okStatus() : errnoStatus(what, -err->error);
       }
       on_message(h);
     }
   }
+}
+
+Status NetlinkSocket::request(NetlinkMessage& msg, const std::string& what) {
+  msg.header()->nlmsg_flags |= NLM_F_REQUEST | NLM_F_ACK;
+  HALO_RETURN_IF_ERROR(send(msg, what));
+  // Only the ack (an NLMSG_ERROR, 0 when successful) ends a request.
+  return receive(msg.header()->nlmsg_seq, what, [](const nlmsghdr*) {});
+}
+
+Status NetlinkSocket::dump(NetlinkMessage& msg, const std::string& what,
+                           const std::function<void(const nlmsghdr*)>& on_message) {
+  msg.header()->nlmsg_flags |= NLM_F_REQUEST | NLM_F_DUMP;
+  HALO_RETURN_IF_ERROR(send(msg, what));
+  return receive(msg.header()->nlmsg_seq, what, on_message);
 }
 
 void forEachAttr(const nlmsghdr* h, size_t body_len,

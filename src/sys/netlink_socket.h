@@ -48,6 +48,9 @@ class NetlinkSocket {
  private:
   explicit NetlinkSocket(int fd) : fd_(fd) {}
   Status send(NetlinkMessage& msg, const std::string& what);
+  // Reads replies to `seq`, passing each to `on_message`, until NLMSG_DONE or an ack/error.
+  Status receive(uint32_t seq, const std::string& what,
+                 const std::function<void(const nlmsghdr*)>& on_message);
 
   int fd_ = -1;
   uint32_t seq_ = 1;
