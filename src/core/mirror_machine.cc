@@ -256,6 +256,16 @@ void MirrorMachine::enqueueStop(const std::string& action, bool graceful) {
   wait_reason_ = WaitReason::None;
 }
 
+// The scripts of a role change, in the reference's order: stop what `to` does not run,
+// transition, start what it runs; then Ready, announced at once.
+void MirrorMachine::enqueueRoleScripts(MainState from, MainState to, const std::string& action) {
+  enqueueStopGroups(from, to, action, true, groupsOf(to));
+  enqueueScript("transition", {mainStateName(from), mainStateName(to), action}, ScriptKind::Notify);
+  enqueueStartGroups(from, to, action);
+  queue_.push_back(SetState{{to, Readiness::Ready}});
+  queue_.push_back(SendHeartbeatNow{});
+}
+
 void MirrorMachine::enqueueBecomePrimary(MainState to, const std::string& action) {
   const MainState from = state_.main;
   const uint64_t seen = peer_ ? peer_->generation.role_epoch : 0;
@@ -274,11 +284,7 @@ void MirrorMachine::enqueueBecomePrimary(MainState to, const std::string& action
   wait_reason_ = WaitReason::None;
   queue_.push_back(SetState{{to, Readiness::Transient}});
   queue_.push_back(SendHeartbeatNow{});
-  enqueueStopGroups(from, to, action, true, groupsOf(to));
-  enqueueScript("transition", {mainStateName(from), mainStateName(to), action}, ScriptKind::Notify);
-  enqueueStartGroups(from, to, action);
-  queue_.push_back(SetState{{to, Readiness::Ready}});
-  queue_.push_back(SendHeartbeatNow{});
+  enqueueRoleScripts(from, to, action);
 }
 
 void MirrorMachine::enqueuePrimarySwitch(MainState to, const std::string& action) {
@@ -290,11 +296,7 @@ void MirrorMachine::enqueuePrimarySwitch(MainState to, const std::string& action
   }
   persist();
   queue_.push_back(SetState{{to, Readiness::Transient}});
-  enqueueStopGroups(from, to, action, true, groupsOf(to));
-  enqueueScript("transition", {mainStateName(from), mainStateName(to), action}, ScriptKind::Notify);
-  enqueueStartGroups(from, to, action);
-  queue_.push_back(SetState{{to, Readiness::Ready}});
-  queue_.push_back(SendHeartbeatNow{});
+  enqueueRoleScripts(from, to, action);
 }
 
 void MirrorMachine::enqueueToWait(WaitReason why, const std::string& action) {

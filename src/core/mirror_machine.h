@@ -117,6 +117,7 @@ class MirrorMachine {
   void enqueueStopGroups(MainState from, MainState to, const std::string& action, bool graceful,
                          unsigned keep);
   void enqueueStartGroups(MainState from, MainState to, const std::string& action);
+  void enqueueRoleScripts(MainState from, MainState to, const std::string& action);
   void enqueueStart(const std::string& action);
   void enqueueStop(const std::string& action, bool graceful);
   void enqueueBecomePrimary(MainState to, const std::string& action);
