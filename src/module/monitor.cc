@@ -102,8 +102,16 @@ Monitor::Monitor(Paths paths, std::string module, sys::EventLoop& loop,
   if (config.errd) {
     polltimer_ = config.errd->polltimer;
     for (const auto& p : config.errd->procs) {
-      procs_.push_back(Proc{p, {}, "", ResourceState::Init});
+      procs_.push_back(Proc{p, {}, "", ResourceState::Init, nullptr, std::nullopt});
       setResource("proc." + p.name, ResourceState::Init, "errd");
+    }
+    for (size_t i = 0; i < procs_.size(); ++i) {  // procs_ no longer grows: indexes are stable
+      if (procs_[i].config.service) {
+        const std::string name = procs_[i].config.name;
+        procs_[i].service_probe = std::make_unique<PeriodicProbe>(
+            loop_, polltimer_, [name] { return sys::serviceActive(name); },
+            [this, i](const sys::ProbeOutcome& o) { procs_[i].service_up = o.up; });
+      }
     }
   }
 }
@@ -120,7 +128,13 @@ Monitor::~Monitor() {
     }
     stopCustom(*c);
   }
+  for (auto& p : procs_) {
+    if (p.service_probe) {
+      p.service_probe->requestStop();
+    }
+  }
   checkers_.clear();
+  procs_.clear();
   for (const auto& h : handlers_) {
     loop_.unwatch(h.watch);
     sys::killProcessGroup(h.pid, SIGKILL);
@@ -310,6 +324,12 @@ void Monitor::applyActivation() {
     errd_active_ = false;
     loop_.cancelTimer(errd_timer_);
     errd_timer_ = 0;
+  }
+  for (auto& p : procs_) {
+    if (p.service_probe && p.service_probe->active() != errd_on) {
+      p.service_probe->setActive(errd_on);
+      p.service_up.reset();
+    }
   }
 }
 
@@ -508,8 +528,10 @@ void Monitor::pollErrd() {
     }
     int count = 0;
     if (p.config.service) {
-      // Bounded (10 s) but blocking; services are rare in errd lists and polls are seconds apart.
-      count = sys::serviceActive(p.config.name).up ? 1 : 0;
+      if (!p.service_up) {
+        continue;  // its probe has not answered yet
+      }
+      count = *p.service_up ? 1 : 0;
     } else {
       count = core::countMatches(p.config, entries);
     }

@@ -86,6 +86,9 @@ class Monitor {
     core::ErrdProcState state;
     std::string detail;
     ResourceState last = ResourceState::Init;
+    // service="yes": asking systemd may block, so a probe thread asks; polls use its last answer.
+    std::unique_ptr<PeriodicProbe> service_probe;
+    std::optional<bool> service_up;
   };
 
   Monitor(Paths paths, std::string module, sys::EventLoop& loop, ResourceStore& resources,
