@@ -219,7 +219,6 @@ TEST_F(LightModuleTest, RestartAndStopstartBehaveAsTheReferenceSays) {
 }
 
 TEST_F(LightModuleTest, DynamicReconfigurationOfScriptsWhileRunning) {
-  const std::string dir = node_->root() + "/src-web";
   installAndConfigure("web", makeModule("web"));
   startAndWaitUp("web");
   // Edit the installed script and re-apply: the running module uses it at the next call.
@@ -233,7 +232,6 @@ TEST_F(LightModuleTest, DynamicReconfigurationOfScriptsWhileRunning) {
   ASSERT_EQ(node_->halo({"stop", "-m", "web"}).exit_code, 0);
   ASSERT_EQ(node_->halo({"waitstop", "-m", "web", "-t", "30"}).exit_code, 0);
   EXPECT_EQ(node_->readFile(node_->varDir("web") + "/marker"), "reconfigured\nreconfigured\n");
-  (void)dir;
 }
 
 TEST_F(LightModuleTest, BadInputGetsOneClearMessageAndChangesNothing) {
