@@ -24,7 +24,8 @@ int clusterConfig(Cli& cli, const std::string& file);
 int clusterConfcheck(Cli& cli, const std::string& file);
 int clusterState(Cli& cli);
 
-int controlStart(Cli& cli);
+// verb: start, prim, second or primforce (the last three: mirror modules only).
+int controlStart(Cli& cli, const std::string& verb = "start");
 // stop, restart, stopstart, forcestop: sent to the module's runtime.
 int controlCommand(Cli& cli, const std::string& verb);
 int controlShutdown(Cli& cli);

@@ -94,7 +94,7 @@ int waitFor(Cli& cli, const std::string& kind, const std::string& target,
 
 }  // namespace
 
-int controlStart(Cli& cli) {
+int controlStart(Cli& cli, const std::string& verb) {
   Status s = cli.requireModule();
   if (!s.ok()) {
     return cli.fail(s);
@@ -103,12 +103,29 @@ int controlStart(Cli& cli) {
     return cli.fail("module " + cli.module + " is not configured: run halo config -m " +
                     cli.module);
   }
+  // A runtime that reached STOP exits right after answering its waiters: give it (and halod,
+  // which reaps it) a moment instead of refusing a start that follows a stop.
   auto st = cli.moduleState(cli.module);
+  for (int i = 0; i < 100 && st.runtime_alive && st.state.main == core::MainState::Stop; ++i) {
+    usleep(50000);
+    st = cli.moduleState(cli.module);
+  }
   if (st.runtime_alive) {
     return cli.fail("module " + cli.module + " is already started (" + st.state.describe() +
                     "); use halo restart or halo stopstart");
   }
-  return printReply(cli, cli.daemon(proto::Request{"start", cli.module, cli.identity, {}}));
+  nlohmann::json params = nlohmann::json::object();
+  if (verb != "start") {
+    params["verb"] = verb;
+  }
+  auto reply = cli.daemon(proto::Request{"start", cli.module, cli.identity, params});
+  for (int i = 0; i < 40 && reply.ok() && !reply->ok() &&
+                  reply->message.find("already started") != std::string::npos;
+       ++i) {
+    usleep(50000);
+    reply = cli.daemon(proto::Request{"start", cli.module, cli.identity, params});
+  }
+  return printReply(cli, reply);
 }
 
 int controlCommand(Cli& cli, const std::string& verb) {
@@ -161,6 +178,54 @@ int controlWait(Cli& cli, const std::string& kind, const std::string& state,
   }
   return waitFor(cli, kind, target, timeout_s);
 }
+
+namespace {
+
+// The mirror part of `halo state -v`: peer, data generation, heartbeat counters, VIPs.
+void printMirror(const nlohmann::json& m) {
+  const auto& g = m["generation"];
+  std::cout << "  mirror:    this node " << m.value("local_node", "") << ", peer "
+            << m.value("peer_node", "") << " "
+            << (m.value("peer_alive", false) ? m.value("peer_state", "") : "unreachable")
+            << "\n  data:      generation " << std::hex << g.value("current", uint64_t{0})
+            << " (parent " << g.value("parent", uint64_t{0}) << std::dec << ")"
+            << (g.value("uptodate", false) ? ", up to date" : ", NOT up to date")
+            << (g.value("resync_interrupted", false) ? ", reintegration interrupted" : "")
+            << (g.value("alone", false) ? ", written alone" : "") << ", role epoch "
+            << g.value("role_epoch", uint64_t{0}) << "\n";
+  for (const auto& h : m.value("heartbeats", nlohmann::json::array())) {
+    const uint64_t refused = h.value("forged", uint64_t{0}) + h.value("replayed", uint64_t{0}) +
+                             h.value("truncated", uint64_t{0}) + h.value("bad_magic", uint64_t{0}) +
+                             h.value("foreign_module", uint64_t{0}) +
+                             h.value("key_mismatch", uint64_t{0}) +
+                             h.value("malformed", uint64_t{0}) +
+                             h.value("wrong_source", uint64_t{0}) +
+                             h.value("wrong_node", uint64_t{0});
+    std::cout << "  heartbeat: " << std::left << std::setw(12) << h.value("ident", "") << " "
+              << (h.value("up", false) ? "up  " : "down") << "  sent "
+              << h.value("sent", uint64_t{0}) << ", accepted " << h.value("accepted", uint64_t{0})
+              << ", refused " << refused;
+    if (refused != 0) {
+      std::cout << " (forged " << h.value("forged", uint64_t{0}) << ", replayed "
+                << h.value("replayed", uint64_t{0}) << ", truncated "
+                << h.value("truncated", uint64_t{0}) << ", bad magic "
+                << h.value("bad_magic", uint64_t{0}) << ", foreign module "
+                << h.value("foreign_module", uint64_t{0}) << ", key mismatch "
+                << h.value("key_mismatch", uint64_t{0}) << ", malformed "
+                << h.value("malformed", uint64_t{0}) << ", wrong source "
+                << h.value("wrong_source", uint64_t{0}) << ", wrong node "
+                << h.value("wrong_node", uint64_t{0}) << ")";
+    }
+    std::cout << "\n";
+  }
+  for (const auto& v : m.value("vip", nlohmann::json::array())) {
+    std::cout << "  vip:       " << v.value("addr", "") << " on " << v.value("interface", "?")
+              << (v.value("present", false) ? " present" : " absent")
+              << (v.value("owned", false) ? " (added by this node)" : "") << "\n";
+  }
+}
+
+}  // namespace
 
 int controlState(Cli& cli, bool verbose, bool lq) {
   if (cli.module.empty()) {
@@ -220,6 +285,9 @@ int controlState(Cli& cli, bool verbose, bool lq) {
                 << std::setw(8) << p.value("state", "") << " class " << p.value("class", "")
                 << "  last: " << p.value("detail", "") << "\n";
     }
+  }
+  if (d.contains("mirror")) {
+    printMirror(d["mirror"]);
   }
   if (d.contains("loop")) {
     std::cout << "  maxloop:   " << d["loop"].value("count", 0) << " automatic action(s) of "

@@ -125,12 +125,25 @@ int main(int argc, char** argv) {
       verb(&app, "start", "Start the module", true, [&] { return controlStart(cli); });
   with_module(start);
   with_identity(start);
-  for (const char* v : {"stop", "restart", "stopstart", "forcestop"}) {
+  for (const char* v : {"prim", "second", "primforce"}) {
+    const std::string name = v;
+    const char* help = name == "prim"     ? "Start a mirror module as primary (its data is the "
+                                            "reference)"
+                       : name == "second" ? "Start a mirror module as secondary (its data will "
+                                            "be replaced)"
+                                          : "Start as primary even with data left inconsistent "
+                                            "by an interrupted reintegration";
+    CLI::App* sub = verb(&app, v, help, true, [&cli, name] { return controlStart(cli, name); });
+    with_module(sub);
+  }
+  for (const char* v : {"stop", "restart", "stopstart", "forcestop", "swap"}) {
     const std::string name = v;
     const char* help = name == "stop"        ? "Stop the module"
                        : name == "restart"   ? "Restart the application locally (stop and start "
                                                "scripts only)"
                        : name == "stopstart" ? "Stop the module completely, then start it"
+                       : name == "swap"      ? "Exchange the roles of a mirror's primary and "
+                                               "secondary (run it on the primary)"
                                              : "Stop the module even if a script hangs";
     CLI::App* sub =
         verb(&app, v, help, true, [&cli, name] { return controlCommand(cli, name); });

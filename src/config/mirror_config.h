@@ -14,15 +14,18 @@ namespace halo::config {
 struct HeartbeatConfig {
   std::string name;   // a lan of cluster.xml
   std::string ident;  // resource heartbeat.<ident>; defaults to name; "flow" carries replication
-  Millis pulse{700};  // effective value: the heartbeat's own, else <heart>'s
-  Millis timeout{30000};
+  Millis pulse{100};  // effective value: the heartbeat's own, else <heart>'s
+  Millis timeout{500};
   int line = 0;
 };
 
 struct HeartConfig {
   std::optional<int> port;  // nullopt: 8888 + module id - 1
-  Millis pulse{700};        // implicit unit ms
-  Millis timeout{30000};    // implicit unit ms
+  // Halo's defaults, not SafeKit's 700 ms / 30 s: a dead primary is detected in 0.5 s
+  // (docs/configuration.md, bench/failover). The heartbeat thread runs at real-time priority, so
+  // a loaded node still sends on time.
+  Millis pulse{100};        // implicit unit ms
+  Millis timeout{500};      // implicit unit ms
   bool permanent_arp = true;
   std::vector<HeartbeatConfig> heartbeats;  // at least one
   int line = 0;

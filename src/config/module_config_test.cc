@@ -237,7 +237,7 @@ TEST(ModuleConfig, MirrorKvm) {
   EXPECT_FALSE(m.heart->permanent_arp);
   EXPECT_EQ(m.heart->heartbeats[0].pulse, std::chrono::seconds(1));
   EXPECT_EQ(m.heart->heartbeats[0].timeout, std::chrono::seconds(10));
-  EXPECT_EQ(m.heart->pulse, Millis(700));
+  EXPECT_EQ(m.heart->pulse, Millis(100));  // Halo's default
   EXPECT_EQ(m.rfs->async, RfsAsync::None);
   EXPECT_EQ(m.rfs->syncat, "01 0 * * *");
   EXPECT_EQ(m.rfs->syncdelta, std::chrono::minutes(10));

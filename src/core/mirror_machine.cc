@@ -103,6 +103,10 @@ const char* mirrorCommandName(MirrorCommand c) {
       return "second";
     case MirrorCommand::Primforce:
       return "primforce";
+    case MirrorCommand::Wait:
+      return "wait";
+    case MirrorCommand::Wakeup:
+      return "wakeup";
   }
   return "start";
 }
@@ -220,6 +224,7 @@ void MirrorMachine::enqueueStart(const std::string& action) {
   peer_lost_ = false;  // the driver measures the heartbeat timeout again from the start
   wait_reason_ = WaitReason::None;
   split_logged_ = false;
+  gate_open_ = false;
   queue_.push_back(SetState{{MainState::Wait, Readiness::Transient}});
   enqueueScript("transition", {"STOP", "WAIT", action}, ScriptKind::Notify);
   enqueueScript("prestart", {"STOP", "WAIT", action}, ScriptKind::Start);
@@ -386,6 +391,18 @@ Status MirrorMachine::check(MirrorCommand c) const {
         return failedPrecondition("restart needs PRIM, ALONE or SECOND (Ready); it is " + now);
       }
       return okStatus();
+    case MirrorCommand::Wait:
+      if (stopped || (state_.main == MainState::Wait && wait_reason_ == WaitReason::Blocked)) {
+        return failedPrecondition("wait does not apply to a module that is " + now);
+      }
+      return okStatus();
+    case MirrorCommand::Wakeup:
+      if (state_.main != MainState::Wait ||
+          !(wait_reason_ == WaitReason::Blocked ||
+            (state_.readiness == Readiness::Transient && config_.gated && !gate_open_))) {
+        return failedPrecondition("wakeup needs a module held in WAIT by a rule; it is " + now);
+      }
+      return okStatus();
     case MirrorCommand::Swap:
       if (state_ != ModuleState{MainState::Prim, Readiness::Ready} || !peer_alive_ || !peer_ ||
           peer_->state != ModuleState{MainState::Second, Readiness::Ready}) {
@@ -401,8 +418,11 @@ Status MirrorMachine::check(MirrorCommand c) const {
 Result<std::vector<MirrorAction>> MirrorMachine::command(MirrorCommand c) {
   HALO_RETURN_IF_ERROR(check(c));
   std::vector<MirrorAction> out;
-  out.push_back(LogLine{Severity::User,
-                        std::string("Action ") + mirrorCommandName(c) + " called by operator"});
+  if (c != MirrorCommand::Wait && c != MirrorCommand::Wakeup) {
+    // Rules' actions are logged by the driver, which knows the rule's name.
+    out.push_back(LogLine{Severity::User,
+                          std::string("Action ") + mirrorCommandName(c) + " called by operator"});
+  }
   switch (c) {
     case MirrorCommand::Start:
       enqueueStart("start");
@@ -451,6 +471,17 @@ Result<std::vector<MirrorAction>> MirrorMachine::command(MirrorCommand c) {
     case MirrorCommand::Swap:
       enqueueSwap("swap");
       break;
+    case MirrorCommand::Wait:
+      enqueueToWait(WaitReason::Blocked, "stopwait");
+      break;
+    case MirrorCommand::Wakeup:
+      gate_open_ = true;
+      if (wait_reason_ == WaitReason::Blocked) {
+        wait_reason_ = WaitReason::None;
+        queue_.push_back(SetState{{MainState::Wait, Readiness::Transient}});
+        queue_.push_back(SendHeartbeatNow{});
+      }
+      break;
   }
   in_operation_ = true;
   auto more = advance();
@@ -469,6 +500,36 @@ void MirrorMachine::enqueueSwap(const std::string& action) {
   enqueueScript("transition", {"PRIM", "SECOND", action}, ScriptKind::Notify);
   queue_.push_back(SetState{{MainState::Second, Readiness::Transient}});
   queue_.push_back(SendHeartbeatNow{});
+}
+
+std::vector<MirrorAction> MirrorMachine::recover(ModuleState persisted) {
+  std::vector<MirrorAction> out;
+  const MainState m = persisted.main;
+  const bool role = m == MainState::Prim || m == MainState::Alone || m == MainState::Second;
+  out.push_back(LogLine{Severity::Info, "Resuming after a runtime restart in " +
+                                            persisted.describe()});
+  if (m == MainState::Stop) {
+    return out;
+  }
+  state_ = persisted;
+  app_groups_ = groupsOf(m);
+  started_clean_ = record_.clean_stop;
+  gate_open_ = true;
+  if (role && persisted.readiness == Readiness::Ready) {
+    had_role_ = true;
+    queue_.push_back(SendHeartbeatNow{});
+  } else if (m == MainState::Wait) {
+    queue_.push_back(SetState{{MainState::Wait, Readiness::Transient}});
+    queue_.push_back(SendHeartbeatNow{});
+  } else {
+    // Interrupted between two states: what runs is unknown, so stop all of it and start over.
+    enqueueStop("stop", false);
+    enqueueStart("start");
+    in_operation_ = true;
+  }
+  auto more = advance();
+  out.insert(out.end(), more.begin(), more.end());
+  return out;
 }
 
 std::vector<MirrorAction> MirrorMachine::heartbeatReceived(const MirrorHeartbeat& hb) {
@@ -664,6 +725,9 @@ void MirrorMachine::evaluate() {
     case MainState::Up:
       return;
     case MainState::Wait: {
+      if (wait_reason_ == WaitReason::Blocked || (config_.gated && !gate_open_)) {
+        return;  // a rule holds the module: no role until Wakeup
+      }
       if (peerIsPrimary()) {
         enqueueBecomeSecond("start");
         return;

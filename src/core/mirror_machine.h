@@ -36,7 +36,9 @@ enum class MirrorCommand {
   Swap,
   Prim,
   Second,
-  Primforce
+  Primforce,
+  Wait,   // a failover rule (interface checker...): leave the role, WAIT (NotReady)
+  Wakeup  // the rule cleared (Implicit_wakeup), or the start gate opened
 };
 const char* mirrorCommandName(MirrorCommand c);
 
@@ -49,6 +51,10 @@ struct MirrorConfig {
   DefaultPrim default_prim = DefaultPrim::Alone;
   std::string default_prim_node;  // DefaultPrim::Node only
   bool witness = false;           // a <splitbrain> checker is configured
+  // With a gate, a start (or a wakeup) stays in WAIT (Transient) without taking a role until
+  // Wakeup opens it: the driver's checkers must first report (the "pre" checkers of reference
+  // 3.2.10, e.g. the interface checker). Without, the machine decides at once (tests, sim).
+  bool gated = false;
   // The injected randomness for new generation ids (required).
   std::function<uint64_t()> random;
 };
@@ -98,6 +104,13 @@ class MirrorMachine {
   // the secondary's resyncDone). From now on the secondary may take over.
   std::vector<MirrorAction> peerResynced();
 
+  // `usersetting.failover` changed (halo failover on|off): applies to the next peer loss.
+  void setFailover(bool on) { config_.failover = on; }
+  // The runtime restarted while the module ran: resume from the persisted state. A stable role
+  // (PRIM, ALONE, SECOND Ready) is kept and re-checked against the peer's heartbeats; anything
+  // in between is stopped (force) and started again.
+  std::vector<MirrorAction> recover(ModuleState persisted);
+
   MirrorHeartbeat heartbeat() const;
   ModuleState state() const { return state_; }
   const DataGeneration& generation() const { return record_; }
@@ -105,6 +118,8 @@ class MirrorMachine {
   const std::optional<MirrorHeartbeat>& peer() const { return peer_; }
   bool busy() const { return running_.has_value() || !queue_.empty(); }
   bool isPrimary() const;
+  // WAIT because a failover rule asked for it (its implicit wakeup applies).
+  bool heldByRule() const { return wait_reason_ == WaitReason::Blocked; }
   const std::optional<RunScript>& runningScript() const { return running_; }
 
  private:
@@ -150,6 +165,7 @@ class MirrorMachine {
   bool in_operation_ = false;
   bool split_logged_ = false;
   bool swap_done_ = false;  // defaultprim swap done for this primary period
+  bool gate_open_ = false;  // config_.gated only: the driver let the start decide
   WaitReason wait_reason_ = WaitReason::None;
   uint64_t resync_id_ = 0;
   bool started_clean_ = true;

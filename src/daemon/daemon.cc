@@ -107,7 +107,7 @@ void Daemon::bootStart() {
     loop_.addTimer(*delay, [this, m] {
       boot_pending_.erase(m);
       logModule(m, 'U', "Action start called by boot");
-      supervisor_.start(m, [this, m](const proto::Reply& r) {
+      supervisor_.start(m, "start", [this, m](const proto::Reply& r) {
         if (!r.ok()) {
           logModule(m, 'E', "Boot start failed: " + r.message);
         }
@@ -146,7 +146,13 @@ void Daemon::onRequest(sys::LineServer::ConnId conn, const std::string& line) {
                                "' is not installed; see halo module list")));
       return;
     }
-    supervisor_.start(req->module, [this, conn](const proto::Reply& r) {
+    const std::string verb = req->params.value("verb", "start");
+    if (verb != "start" && verb != "prim" && verb != "second" && verb != "primforce") {
+      server_->reply(conn, proto::encodeReply(proto::errorReply(
+                               "unknown start verb '" + verb + "'", 2)));
+      return;
+    }
+    supervisor_.start(req->module, verb, [this, conn](const proto::Reply& r) {
       server_->reply(conn, proto::encodeReply(r));
     });
     return;

@@ -49,17 +49,18 @@ std::vector<std::pair<std::string, pid_t>> Supervisor::runtimes() const {
   return out;
 }
 
-void Supervisor::start(const std::string& module, Reply done) {
+void Supervisor::start(const std::string& module, const std::string& verb, Reply done) {
   auto it = entries_.find(module);
   if (it != entries_.end()) {
     done(proto::errorReply("module " + module +
                            " is already started; use halo restart or halo stopstart"));
     return;
   }
-  spawn(module, /*recover=*/false, std::move(done));
+  spawn(module, /*recover=*/false, std::move(done), verb);
 }
 
-void Supervisor::spawn(const std::string& module, bool recover, Reply done) {
+void Supervisor::spawn(const std::string& module, bool recover, Reply done,
+                       const std::string& verb) {
   int ready[2];
   if (pipe2(ready, O_CLOEXEC) < 0) {
     done(proto::errorReply(std::string("cannot start module runtime: pipe: ") +
@@ -74,6 +75,9 @@ void Supervisor::spawn(const std::string& module, bool recover, Reply done) {
   opts.argv = {runtime_exe_, "--module", module};
   if (recover) {
     opts.argv.push_back("--recover");
+  } else if (verb != "start") {
+    opts.argv.push_back("--verb");
+    opts.argv.push_back(verb);
   }
   opts.env = sys::currentEnvironment();
   sys::setEnv(opts.env, "HALO_ROOT", paths_.root);

@@ -36,7 +36,8 @@ class Supervisor {
   ~Supervisor();
 
   // Starts a runtime for `module`; `done` gets the outcome once the runtime is ready or failed.
-  void start(const std::string& module, Reply done);
+  // verb: "start", or "prim", "second", "primforce" for a mirror module.
+  void start(const std::string& module, const std::string& verb, Reply done);
   // At daemon start: adopts live runtimes; respawns (--recover) those that died meanwhile.
   void adoptExisting(const std::vector<std::string>& modules);
   bool supervises(const std::string& module) const { return entries_.count(module) != 0; }
@@ -53,7 +54,8 @@ class Supervisor {
     int failures = 0;
     bool recovering = false;  // spawned with --recover: a refusal is retried, not final
   };
-  void spawn(const std::string& module, bool recover, Reply done);
+  void spawn(const std::string& module, bool recover, Reply done,
+             const std::string& verb = "start");
   void onExit(const std::string& module);
   void scheduleRestart(const std::string& module, const std::string& why);
   void watchReadiness(const std::string& module, int fd, Reply done);

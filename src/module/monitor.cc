@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include "sys/netlink_addr.h"
 #include "sys/proc_scan.h"
 #include "sys/process.h"
 #include "sys/unix_socket.h"
@@ -13,6 +14,28 @@ namespace {
 constexpr const char* kComponent = "monitor";
 // <intf> has no interval attribute; a lost link should be seen quickly.
 constexpr Millis kIntfInterval{5000};
+// The checkers a mirror's <vip> implies: a lost link or VIP is a failover, so look often.
+constexpr Millis kVipCheckInterval{1000};
+
+// Up when the interface carrying the VIP's subnet (or `ifname`) has its link running.
+sys::ProbeOutcome probeVipInterface(const std::string& vip, const std::string& ifname) {
+  auto ip = sys::IpAddr::parse(vip);
+  if (!ip.ok()) {
+    return {false, ip.status().message()};
+  }
+  auto entry = sys::findInterfaceForVip(*ip, ifname);
+  if (!entry.ok()) {
+    return {false, entry.status().message()};
+  }
+  auto link = sys::linkState(entry->ifindex);
+  if (!link.ok()) {
+    return {false, link.status().message()};
+  }
+  if (!link->up || !link->running) {
+    return {false, "link " + link->name + (link->up ? " has no carrier" : " is down")};
+  }
+  return {true, "link " + link->name + " running"};
+}
 
 std::optional<core::Operation> operationFor(core::ActionKind kind) {
   switch (kind) {
@@ -34,6 +57,10 @@ bool whenActive(config::CheckWhen when, core::ModuleState s, core::Operation op)
     case config::CheckWhen::Pre:
       return s.main != core::MainState::Stop && !stopping;
     case config::CheckWhen::Both:
+      if (s == core::ModuleState{core::MainState::Second, core::Readiness::Ready}) {
+        return true;
+      }
+      [[fallthrough]];
     case config::CheckWhen::Prim:
       return s == core::ModuleState{core::MainState::Up, core::Readiness::Ready} ||
              s == core::ModuleState{core::MainState::Prim, core::Readiness::Ready} ||
@@ -179,10 +206,37 @@ void Monitor::seedSettings(const config::ModuleConfig& config) {
   }
 }
 
-void Monitor::addCheckers(const config::ModuleConfig& config) {
-  if (!config.check) {
+// The checkers a <vip> implies (reference 3.2.6): per <interface check="on">, its link
+// (intf.<name>, or intf.<first VIP> when the interface is found from the VIP's subnet), active
+// whenever the module runs; per <virtual_addr check="on">, its presence (ip.<addr>) on the
+// primary. Rules interface_failure (wait) and ip_failure (stopstart) act on them.
+template <typename Add>
+void Monitor::addVipCheckers(const config::ModuleConfig& config, Add& add) {
+  if (!config.vip || config.service.mode != config::Mode::Mirror) {
     return;
   }
+  for (const auto& i : config.vip->interfaces) {
+    if (i.addrs.empty()) {
+      continue;
+    }
+    if (i.check) {
+      const std::string vip = i.addrs.front().addr;
+      const std::string ifname = i.name;
+      add("intf." + (ifname.empty() ? vip : ifname), config::CheckWhen::Pre,
+          ifname.empty() ? "interface of " + vip : ifname, kVipCheckInterval,
+          [vip, ifname] { return probeVipInterface(vip, ifname); });
+    }
+    for (const auto& a : i.addrs) {
+      if (a.check) {
+        const std::string addr = a.addr;
+        add("ip." + addr, config::CheckWhen::Prim, addr, kVipCheckInterval,
+            [addr] { return sys::probeAddressPresent(addr); });
+      }
+    }
+  }
+}
+
+void Monitor::addCheckers(const config::ModuleConfig& config) {
   auto add = [this](std::string resource, config::CheckWhen when, std::string target,
                     Millis interval, PeriodicProbe::Probe probe) {
     auto c = std::make_unique<Checker>();
@@ -199,6 +253,10 @@ void Monitor::addCheckers(const config::ModuleConfig& config) {
     checkers_.push_back(std::move(c));
     return raw;
   };
+  addVipCheckers(config, add);
+  if (!config.check) {
+    return;
+  }
   const auto& ck = *config.check;
   for (const auto& t : ck.tcp) {
     add("tcp." + t.ident, t.when, t.addr + ":" + std::to_string(t.port), t.interval,
@@ -288,11 +346,13 @@ void Monitor::onSample(Checker& c, const sys::ProbeOutcome& outcome) {
   }
 }
 
-void Monitor::update(core::ModuleState state, core::Operation op) {
+void Monitor::update(core::ModuleState state, core::Operation op,
+                     std::optional<bool> waiting_by_rule) {
   state_ = state;
   op_ = op;
   // A started light module is WAIT (NotReady) only because a rule's wait put it there.
-  waiting_by_rule_ = state == core::ModuleState{core::MainState::Wait, core::Readiness::NotReady};
+  waiting_by_rule_ = waiting_by_rule.value_or(
+      state == core::ModuleState{core::MainState::Wait, core::Readiness::NotReady});
   applyActivation();
   scheduleEvaluation();
 }

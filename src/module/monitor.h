@@ -53,7 +53,10 @@ class Monitor {
   ~Monitor();
 
   // The module's state or operation changed: (de)activates checkers and errd classes.
-  void update(core::ModuleState state, core::Operation op);
+  // `waiting_by_rule`: whether a WAIT (NotReady) is a rule's (implicit wakeup applies); by
+  // default every WAIT (NotReady) is, as for a light module.
+  void update(core::ModuleState state, core::Operation op,
+              std::optional<bool> waiting_by_rule = std::nullopt);
   // For a module held in WAIT: keep it (Hold: a wait resource is still init), make it WAIT
   // (NotReady: a wait rule holds), or wake it up.
   Gate gate();
@@ -95,6 +98,8 @@ class Monitor {
           const config::ModuleConfig& config, core::LoopCounter& loop_counter, Hooks hooks,
           core::FailoverMachine machine);
   void addCheckers(const config::ModuleConfig& config);
+  template <typename Add>
+  void addVipCheckers(const config::ModuleConfig& config, Add& add);
   void onSample(Checker& c, const sys::ProbeOutcome& outcome);
   void setResource(const std::string& name, ResourceState state, const std::string& setter);
   bool setting(const std::string& name, bool default_on);

@@ -3,6 +3,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <set>
+
 #include "module/script_env.h"
 #include "sys/files.h"
 #include "sys/process.h"
@@ -37,25 +39,51 @@ Result<std::unique_ptr<Runtime>> Runtime::create(RuntimeOptions options, sys::Ev
     return failedPrecondition("the active configuration of module '" + m + "' is invalid: " +
                               cfg.status().message() + "; fix it and run halo config -m " + m);
   }
-  if (cfg->service.mode != config::Mode::Light) {
-    return failedPrecondition(std::string("module '") + m + "' has mode=\"" +
-                              config::modeName(cfg->service.mode) +
-                              "\", which this Halo build cannot run yet (light modules only)");
+  if (cfg->service.mode == config::Mode::Farm) {
+    return failedPrecondition("module '" + m +
+                              "' has mode=\"farm\", which this Halo build cannot run yet");
+  }
+  if (cfg->service.mode == config::Mode::Mirror && cfg->rfs) {
+    return failedPrecondition(
+        "module '" + m + "' replicates directories (<rfs>), which this Halo build cannot do "
+        "yet; remove <rfs> to run it without replication");
+  }
+  if (cfg->service.mode != config::Mode::Mirror && options.start_verb != "start") {
+    return failedPrecondition(options.start_verb + " applies to mirror modules only; use halo "
+                              "start -m " + m);
   }
   HALO_RETURN_IF_ERROR(sys::makeDirs(p.moduleVarDir(m)));
   HALO_ASSIGN_OR_RETURN(ModuleLog log, ModuleLog::open(p.moduleLogDb(m), m));
   HALO_ASSIGN_OR_RETURN(ResourceStore res, ResourceStore::open(p.moduleResourceDb(m)));
-  return std::unique_ptr<Runtime>(
-      new Runtime(std::move(options), loop, std::move(*cfg), std::move(log), std::move(res)));
+  std::unique_ptr<Engine> engine;
+  std::optional<MirrorSetup> mirror;
+  if (cfg->service.mode == config::Mode::Mirror) {
+    HALO_ASSIGN_OR_RETURN(mirror, prepareMirror(p, m, *cfg));
+    auto failover = res.get("usersetting.failover");
+    const bool failover_on = !(failover.ok() && failover->has_value() &&
+                               (*failover)->state == ResourceState::Down);
+    engine = std::make_unique<MirrorEngine>(
+        mirrorMachineConfig(*cfg, *mirror, failover_on && cfg->service.failover),
+        mirror->generation);
+  } else {
+    engine = std::make_unique<LightEngine>();
+  }
+  return std::unique_ptr<Runtime>(new Runtime(std::move(options), loop, std::move(*cfg),
+                                              std::move(log), std::move(res), std::move(engine),
+                                              std::move(mirror)));
 }
 
 Runtime::Runtime(RuntimeOptions options, sys::EventLoop& loop, config::ModuleConfig config,
-                 ModuleLog log, ResourceStore resources)
+                 ModuleLog log, ResourceStore resources, std::unique_ptr<Engine> engine,
+                 std::optional<MirrorSetup> mirror)
     : options_(std::move(options)),
       loop_(loop),
       config_(std::move(config)),
       log_(std::move(log)),
       resources_(std::move(resources)),
+      engine_(std::move(engine)),
+      mirror_(dynamic_cast<MirrorEngine*>(engine_.get())),
+      mirror_setup_(std::move(mirror)),
       scripts_(loop, loop.time()) {}
 
 Status Runtime::begin() {
@@ -75,6 +103,18 @@ Status Runtime::begin() {
   });
   HALO_RETURN_IF_ERROR(sys::writeFileAtomic(p.modulePidFile(m), std::to_string(getpid()) + "\n"));
   HALO_RETURN_IF_ERROR(makeMonitor());
+  if (mirror_) {
+    MirrorIo::Hooks hooks;
+    hooks.execute = [this](Actions a) { execute(std::move(a)); };
+    hooks.log = [this](LogLevel level, const std::string& component, const std::string& msg) {
+      log(level, component, msg);
+    };
+    HALO_ASSIGN_OR_RETURN(mirror_io_,
+                          MirrorIo::create(p, m, config_, std::move(*mirror_setup_), loop_,
+                                           resources_, *mirror_, std::move(hooks)));
+    mirror_setup_.reset();
+    HALO_RETURN_IF_ERROR(mirror_io_->begin(options_.recover));
+  }
   if (options_.recover) {
     HALO_ASSIGN_OR_RETURN(PersistedState s, loadPersistedState(p, m));
     last_error_ = s.last_error;
@@ -82,13 +122,13 @@ Status Runtime::begin() {
     log(LogLevel::Info, kComponent,
         "Runtime restarted; persisted state " + s.state.describe() + ", operation " +
             core::operationName(s.operation));
-    execute(machine_.recover(s.state, s.operation));
+    execute(engine_->recover(s.state, s.operation));
     return okStatus();
   }
   trimUserlogs();
   last_error_.clear();
-  log(LogLevel::User, kComponent, "Action start called by " + caller_);
-  auto actions = machine_.command(core::Operation::Start);
+  log(LogLevel::User, kComponent, "Action " + options_.start_verb + " called by " + caller_);
+  auto actions = engine_->command(options_.start_verb, {});
   if (!actions.ok()) {
     return actions.status();
   }
@@ -97,9 +137,9 @@ Status Runtime::begin() {
 }
 
 void Runtime::requestStop(const std::string& caller) {
-  const auto op = machine_.operation() == core::Operation::None ? core::Operation::Stop
-                                                                : core::Operation::Forcestop;
-  control(op, caller);
+  control(engine_->operation() == core::Operation::None && !engine_->runningScript() ? "stop"
+                                                                                    : "forcestop",
+          caller);
 }
 
 void Runtime::log(LogLevel level, const std::string& component, const std::string& message) {
@@ -112,7 +152,7 @@ void Runtime::log(LogLevel level, const std::string& component, const std::strin
 }
 
 void Runtime::persist() {
-  PersistedState s{machine_.state(), machine_.operation(), last_error_,
+  PersistedState s{engine_->state(), engine_->operation(), last_error_,
                    loop_counter_ ? loop_counter_->save() : core::LoopCounterState{}};
   Status st = savePersistedState(options_.paths, options_.module, s);
   if (!st.ok()) {
@@ -122,8 +162,11 @@ void Runtime::persist() {
                             loop_.time().systemTime());
 }
 
-void Runtime::execute(std::vector<core::Action> actions) {
+void Runtime::execute(Actions actions) {
   for (auto& action : actions) {
+    if (mirror_io_ && mirror_io_->perform(action)) {
+      continue;
+    }
     if (auto* run = std::get_if<core::RunScript>(&action)) {
       runScript(*run);
     } else if (auto* set = std::get_if<core::SetState>(&action)) {
@@ -150,16 +193,30 @@ void Runtime::execute(std::vector<core::Action> actions) {
   }
   persist();
   checkWaiters();
-  if (monitor_) {
-    monitor_->update(machine_.state(), machine_.operation());
+  updateMonitor();
+  if (mirror_io_) {
+    mirror_io_->stateChanged();
   }
+}
+
+void Runtime::updateMonitor() {
+  if (!monitor_) {
+    return;
+  }
+  std::optional<bool> by_rule;
+  if (mirror_) {
+    // A mirror also waits for reasons of its own (data not up to date, witness): only a rule's
+    // wait is for the rules' implicit wakeup to end.
+    by_rule = mirror_->machine().heldByRule();
+  }
+  monitor_->update(engine_->state(), engine_->operation(), by_rule);
 }
 
 Status Runtime::makeMonitor() {
   Monitor::Hooks hooks;
   hooks.request = [this](core::Operation op, const std::string& identity,
                          const std::vector<std::string>& extra) {
-    automatic(op, identity, extra);
+    automatic(core::operationName(op), identity, extra);
   };
   hooks.log = [this](LogLevel level, const std::string& component, const std::string& msg) {
     log(level, component, msg);
@@ -177,39 +234,42 @@ Status Runtime::makeMonitor() {
   }
   monitor_ = std::move(*m);  // the old Monitor, if any, goes before the counter it uses
   loop_counter_ = std::move(counter);
-  monitor_->update(machine_.state(), machine_.operation());
+  updateMonitor();
   return okStatus();
 }
 
-void Runtime::automatic(core::Operation op, const std::string& identity,
+void Runtime::automatic(const std::string& verb, const std::string& identity,
                         const std::vector<std::string>& extra_args) {
   // Only what will run is counted: a refused request (busy, wrong state) costs nothing.
-  if (Status can = machine_.check(op); !can.ok()) {
-    log(LogLevel::Info, kComponent, std::string("Action ") + core::operationName(op) + " from " +
-                                        identity + " not applied: " + can.message());
+  if (Status can = engine_->check(verb); !can.ok()) {
+    if (identity == "start") {
+      return;  // the start gate is asked again at every evaluation: not worth a line each time
+    }
+    log(LogLevel::Info, kComponent,
+        "Action " + verb + " from " + identity + " not applied: " + can.message());
     return;
   }
-  const bool counted = op == core::Operation::Restart || op == core::Operation::Stopstart ||
-                       (op == core::Operation::Wait && machine_.state().main == core::MainState::Up);
+  const core::MainState main = engine_->state().main;
+  const bool serving = main == core::MainState::Up || main == core::MainState::Prim ||
+                       main == core::MainState::Alone || main == core::MainState::Second;
+  const bool counted = verb == "restart" || verb == "stopstart" || (verb == "wait" && serving);
   if (counted && !monitor_->countAutomatic()) {
     log(LogLevel::Error, kComponent,
-        std::string("maxloop reached: ") + core::operationName(op) + " asked by " + identity +
+        "maxloop reached: " + verb + " asked by " + identity +
             " is one automatic action too many; stopping the module");
-    control(core::Operation::Stop, "maxloop");
+    control("stop", "maxloop");
     return;
   }
-  auto actions = machine_.command(op, extra_args);
+  auto actions = engine_->command(verb, extra_args);
   if (!actions.ok()) {
-    log(LogLevel::Info, kComponent, std::string("Action ") + core::operationName(op) +
-                                        " from " + identity + " not applied: " +
-                                        actions.status().message());
+    log(LogLevel::Info, kComponent,
+        "Action " + verb + " from " + identity + " not applied: " + actions.status().message());
     return;
   }
   if (identity != "start") {
     const bool rule = identity != "errd" && identity != "maxloop";
     log(LogLevel::User, kComponent,
-        std::string("Action ") + core::operationName(op) +
-            (rule ? " from failover rule " : " called by ") + identity);
+        "Action " + verb + (rule ? " from failover rule " : " called by ") + identity);
   }
   execute(std::move(*actions));
 }
@@ -235,13 +295,13 @@ void Runtime::runScript(const core::RunScript& script) {
     if (outcome.present && !outcome.success && script.kind == core::ScriptKind::Start) {
       last_error_ = "script " + script.name + " failed (" + outcome.detail + ")";
     }
-    execute(machine_.scriptFinished(outcome));
+    execute(engine_->scriptFinished(outcome));
   };
   if (!config_.user) {
     // Without <user>, a module runs no scripts (reference 3.2.8): report each as absent, in
     // order, without recursing.
     loop_.post([this, script, done] {
-      if (machine_.runningScript() == script) {
+      if (engine_->runningScript() == script) {
         done(core::ScriptOutcome{false, true, "scripts disabled"});
       }
     });
@@ -301,25 +361,28 @@ void Runtime::onRequest(sys::LineServer::ConnId conn, const std::string& line) {
 }
 
 proto::Reply Runtime::stateReply() const {
-  const auto s = machine_.state();
+  const auto s = engine_->state();
   nlohmann::json data = {{"module", options_.module},
                          {"mode", config::modeName(config_.service.mode)},
                          {"state", core::mainStateName(s.main)},
                          {"readiness", core::readinessName(s.readiness)},
-                         {"operation", core::operationName(machine_.operation())},
+                         {"operation", core::operationName(engine_->operation())},
                          {"pid", getpid()},
                          {"last_error", last_error_}};
-  if (machine_.runningScript()) {
-    data["script"] = machine_.runningScript()->name;
+  if (engine_->runningScript()) {
+    data["script"] = engine_->runningScript()->name;
   }
   if (monitor_) {
     data.update(monitor_->describe());
   }
+  if (mirror_io_) {
+    data["mirror"] = mirror_io_->describe();
+  }
   return proto::okReply(s.describe(), data);
 }
 
-proto::Reply Runtime::control(core::Operation op, const std::string& caller) {
-  auto actions = machine_.command(op);
+proto::Reply Runtime::control(const std::string& verb, const std::string& caller) {
+  auto actions = engine_->command(verb, {});
   if (actions.ok() && monitor_) {
     // Reference 5: without -i an operator acts and the maxloop counter starts over.
     if (caller == "admin") {
@@ -329,11 +392,9 @@ proto::Reply Runtime::control(core::Operation op, const std::string& caller) {
   if (!actions.ok()) {
     return proto::errorReply("module " + options_.module + ": " + actions.status().message());
   }
-  log(LogLevel::User, kComponent,
-      std::string("Action ") + core::operationName(op) + " called by " + caller);
+  log(LogLevel::User, kComponent, "Action " + verb + " called by " + caller);
   execute(std::move(*actions));
-  return proto::okReply(std::string(core::operationName(op)) + " of module " + options_.module +
-                        " in progress");
+  return proto::okReply(verb + " of module " + options_.module + " in progress");
 }
 
 proto::Reply Runtime::reload() {
@@ -368,6 +429,9 @@ proto::Reply Runtime::handle(sys::LineServer::ConnId conn, const proto::Request&
   }
   if (req.cmd == "refresh") {
     monitor_->refresh();
+    if (mirror_io_) {
+      mirror_io_->refreshSettings();
+    }
     return proto::okReply();
   }
   if (req.cmd == "incloop" || req.cmd == "resetloop" || req.cmd == "checkloop") {
@@ -400,23 +464,22 @@ proto::Reply Runtime::handle(sys::LineServer::ConnId conn, const proto::Request&
     checkWaiters();
     return {};
   }
-  if (auto op = core::parseOperation(req.cmd); op && *op != core::Operation::None &&
-                                               *op != core::Operation::Wait &&
-                                               *op != core::Operation::Wakeup) {
-    if (!req.identity.empty() &&
-        (*op == core::Operation::Restart || *op == core::Operation::Stopstart)) {
-      automatic(*op, req.identity);  // -i: counted against maxloop (reference 5)
-      return proto::okReply(std::string(core::operationName(*op)) + " asked by " +
-                            req.identity);
+  static const std::set<std::string> kVerbs = {"start", "stop",   "restart",   "stopstart",
+                                                "forcestop", "swap", "prim", "second",
+                                                "primforce"};
+  if (kVerbs.count(req.cmd) != 0) {
+    if (!req.identity.empty() && (req.cmd == "restart" || req.cmd == "stopstart")) {
+      automatic(req.cmd, req.identity);  // -i: counted against maxloop (reference 5)
+      return proto::okReply(req.cmd + " asked by " + req.identity);
     }
-    return control(*op, caller);
+    return control(req.cmd, caller);
   }
   return proto::errorReply("unknown command '" + req.cmd + "'", 2);
 }
 
 void Runtime::checkWaiters() {
-  const auto s = machine_.state();
-  const bool idle = machine_.operation() == core::Operation::None;
+  const auto s = engine_->state();
+  const bool idle = engine_->operation() == core::Operation::None && !engine_->runningScript();
   std::vector<Waiter> keep;
   for (auto& w : waiters_) {
     bool satisfied = false;
@@ -425,7 +488,7 @@ void Runtime::checkWaiters() {
       satisfied = idle && s.stable() && s.main == *w.target;
     } else if (w.kind == "start") {
       satisfied = idle && s.stable();
-      code = s == core::ModuleState{core::MainState::Up, core::Readiness::Ready} ? 0 : 1;
+      code = engine_->running() ? 0 : 1;
     } else if (w.kind == "stop") {
       satisfied = idle && s.main == core::MainState::Stop;
     } else {

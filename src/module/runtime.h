@@ -12,7 +12,8 @@
 
 #include "base/paths.h"
 #include "config/module_config.h"
-#include "core/light_machine.h"
+#include "module/engine.h"
+#include "module/mirror_io.h"
 #include "module/module_log.h"
 #include "module/monitor.h"
 #include "module/resource_store.h"
@@ -28,6 +29,7 @@ struct RuntimeOptions {
   Paths paths;
   std::string module;
   bool recover = false;   // respawned by halod: resume the persisted state
+  std::string start_verb = "start";  // or prim, second, primforce (mirror)
   std::string cli_dir;    // where `halo` lives (put on the scripts' PATH)
   std::string prefix;     // installation prefix
 };
@@ -47,16 +49,18 @@ class Runtime {
 
  private:
   Runtime(RuntimeOptions options, sys::EventLoop& loop, config::ModuleConfig config,
-          ModuleLog log, ResourceStore resources);
+          ModuleLog log, ResourceStore resources, std::unique_ptr<Engine> engine,
+          std::optional<MirrorSetup> mirror);
 
   void onRequest(sys::LineServer::ConnId conn, const std::string& line);
   proto::Reply handle(sys::LineServer::ConnId conn, const proto::Request& req, bool& deferred);
   proto::Reply stateReply() const;
-  proto::Reply control(core::Operation op, const std::string& caller);
+  proto::Reply control(const std::string& verb, const std::string& caller);
   proto::Reply reload();
-  void execute(std::vector<core::Action> actions);
+  void execute(Actions actions);
+  void updateMonitor();
   // An operation asked by the monitor (rules, errd); counted against maxloop.
-  void automatic(core::Operation op, const std::string& identity,
+  void automatic(const std::string& verb, const std::string& identity,
                  const std::vector<std::string>& extra_args = {});
   Status makeMonitor();
   void runScript(const core::RunScript& script);
@@ -78,7 +82,10 @@ class Runtime {
   config::ModuleConfig config_;
   ModuleLog log_;
   ResourceStore resources_;
-  core::LightMachine machine_;
+  std::unique_ptr<Engine> engine_;
+  MirrorEngine* mirror_ = nullptr;  // engine_, when the module is a mirror
+  std::optional<MirrorSetup> mirror_setup_;
+  std::unique_ptr<MirrorIo> mirror_io_;
   ScriptRunner scripts_;
   std::unique_ptr<sys::LineServer> server_;
   std::unique_ptr<Monitor> monitor_;

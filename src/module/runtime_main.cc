@@ -26,7 +26,7 @@ void report(const std::string& line) {
 }
 
 int usage() {
-  fprintf(stderr, "usage: halo-module --module NAME [--recover]\n"
+  fprintf(stderr, "usage: halo-module --module NAME [--recover | --verb prim|second|primforce]\n"
                   "Runs one started module; halod starts it (use: halo start -m NAME).\n");
   return 2;
 }
@@ -38,6 +38,8 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--module") == 0 && i + 1 < argc) {
       opts.module = argv[++i];
+    } else if (std::strcmp(argv[i], "--verb") == 0 && i + 1 < argc) {
+      opts.start_verb = argv[++i];
     } else if (std::strcmp(argv[i], "--recover") == 0) {
       opts.recover = true;
     } else {

@@ -135,6 +135,9 @@ Result<std::vector<uint8_t>> encodeHeartbeat(const Heartbeat& hb) {
   flags |= hb.clean_stop ? kMsgFlagCleanStop : 0;
   flags |= hb.resync_interrupted ? kMsgFlagResyncInterrupted : 0;
   flags |= hb.failover_on ? kMsgFlagFailoverOn : 0;
+  flags |= hb.alone ? kMsgFlagAlone : 0;
+  flags |= hb.last_primary ? kMsgFlagLastPrimary : 0;
+  flags |= hb.handover ? kMsgFlagHandover : 0;
   w.u8(flags);
   w.u16(hb.module_id);
   w.u64(hb.boot_id);
@@ -200,6 +203,9 @@ Result<Heartbeat> decodeHeartbeat(std::span<const uint8_t> bytes) {
   hb.clean_stop = (flags & kMsgFlagCleanStop) != 0;
   hb.resync_interrupted = (flags & kMsgFlagResyncInterrupted) != 0;
   hb.failover_on = (flags & kMsgFlagFailoverOn) != 0;
+  hb.alone = (flags & kMsgFlagAlone) != 0;
+  hb.last_primary = (flags & kMsgFlagLastPrimary) != 0;
+  hb.handover = (flags & kMsgFlagHandover) != 0;
   if (main > kMaxMainState) {
     return malformed("main_state", "value " + std::to_string(main) + " out of range");
   }

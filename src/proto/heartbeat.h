@@ -34,6 +34,9 @@ struct Heartbeat {
   bool clean_stop = false;
   bool resync_interrupted = false;
   bool failover_on = false;
+  bool alone = false;         // the generation was started without the peer (DESIGN 5.4)
+  bool last_primary = false;  // the sender was primary when it last ran (defaultprim lastprim)
+  bool handover = false;      // the sender released the primary role to its peer (swap)
   uint8_t replication_status = 0;            // owned by the replication layer; carried verbatim
   std::vector<HeartbeatResource> resources;  // at most 256, and the whole must fit 1343 bytes
   bool operator==(const Heartbeat&) const = default;

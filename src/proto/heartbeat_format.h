@@ -48,8 +48,12 @@ inline constexpr uint8_t kMsgFlagUptodate = 0x01;
 inline constexpr uint8_t kMsgFlagCleanStop = 0x02;
 inline constexpr uint8_t kMsgFlagResyncInterrupted = 0x04;
 inline constexpr uint8_t kMsgFlagFailoverOn = 0x08;
-inline constexpr uint8_t kKnownMsgFlags =
-    kMsgFlagUptodate | kMsgFlagCleanStop | kMsgFlagResyncInterrupted | kMsgFlagFailoverOn;
+inline constexpr uint8_t kMsgFlagAlone = 0x10;        // generation written without the peer
+inline constexpr uint8_t kMsgFlagLastPrimary = 0x20;  // the sender was primary when it last ran
+inline constexpr uint8_t kMsgFlagHandover = 0x40;     // the sender released the primary role (swap)
+inline constexpr uint8_t kKnownMsgFlags = kMsgFlagUptodate | kMsgFlagCleanStop |
+                                          kMsgFlagResyncInterrupted | kMsgFlagFailoverOn |
+                                          kMsgFlagAlone | kMsgFlagLastPrimary | kMsgFlagHandover;
 
 static_assert(kMaxCiphertextSize == 1344);
 static_assert(kHeaderSize + kIvSize + kMaxCiphertextSize + kTagSize <= kMaxPacketSize);

@@ -53,6 +53,8 @@ Heartbeat sample() {
   hb.parent_generation = 0x0102030405060708ULL;
   hb.uptodate = true;
   hb.failover_on = true;
+  hb.alone = true;
+  hb.handover = true;
   hb.replication_status = 3;
   hb.resources = {{"heartbeat.default", ResourceState::Up},
                   {"fileset.mirror", ResourceState::Init},

@@ -110,11 +110,10 @@ std::unique_ptr<TestNode> TestNode::create(const std::string& name) {
   return node;
 }
 
-TestNode::~TestNode() {
-  // Kill every process of the node by PID: halod, runtimes, scripts and applications all live
-  // in the namespace. Repeat a few times in case one was forking while we listed them.
+void killNamespaceProcesses(const std::string& netns) {
+  // Repeat a few times in case one was forking while we listed them.
   for (int round = 0; round < 5; ++round) {
-    auto pids = runCommand({"ip", "netns", "pids", netns_}, {});
+    auto pids = runCommand({"ip", "netns", "pids", netns}, {});
     std::istringstream in(pids.output);
     bool any = false;
     for (pid_t pid; in >> pid;) {
@@ -126,6 +125,97 @@ TestNode::~TestNode() {
     }
     usleep(50000);
   }
+}
+
+std::unique_ptr<TestLan> TestLan::create(const std::string& name) {
+  const std::string ns = "halo-t" + std::to_string(getpid()) + "-" + std::to_string(++g_counter) +
+                         "-" + name;
+  auto lan = std::unique_ptr<TestLan>(new TestLan(ns));
+  if (runCommand({"ip", "netns", "add", ns}, {}).exit_code != 0) {
+    return nullptr;
+  }
+  for (const auto& args : std::vector<std::vector<std::string>>{
+           {"ip", "-n", ns, "link", "set", "lo", "up"},
+           {"ip", "-n", ns, "link", "add", "br0", "type", "bridge"},
+           {"ip", "-n", ns, "link", "set", "br0", "up"}}) {
+    if (runCommand(args, {}).exit_code != 0) {
+      return nullptr;
+    }
+  }
+  return lan;
+}
+
+TestLan::~TestLan() {
+  killNamespaceProcesses(netns_);
+  runCommand({"ip", "netns", "del", netns_}, {});
+}
+
+bool TestLan::attach(const TestNode& node, const std::string& ifname, const std::string& cidr) {
+  const std::string port = "p" + std::to_string(++ports_);
+  for (const auto& args : std::vector<std::vector<std::string>>{
+           {"ip", "-n", node.netns(), "link", "add", ifname, "type", "veth", "peer", "name",
+            port, "netns", netns_},
+           {"ip", "-n", netns_, "link", "set", port, "master", "br0", "up"},
+           {"ip", "-n", node.netns(), "addr", "add", cidr, "dev", ifname},
+           {"ip", "-n", node.netns(), "link", "set", ifname, "up"}}) {
+    if (runCommand(args, {}).exit_code != 0) {
+      return false;
+    }
+  }
+  return true;
+}
+
+bool TestLan::plug(int port, bool in) {
+  std::vector<std::string> args = {"ip", "-n", netns_, "link", "set", "p" + std::to_string(port)};
+  if (in) {
+    args.insert(args.end(), {"master", "br0"});
+  } else {
+    args.push_back("nomaster");
+  }
+  return runCommand(args, {}).exit_code == 0;
+}
+
+bool TestLan::addAddress(const std::string& cidr) {
+  return runCommand({"ip", "-n", netns_, "addr", "add", cidr, "dev", "br0"}, {}).exit_code == 0;
+}
+
+CommandResult TestLan::exec(const std::vector<std::string>& argv,
+                            std::chrono::seconds timeout) const {
+  std::vector<std::string> full = {"ip", "netns", "exec", netns_};
+  full.insert(full.end(), argv.begin(), argv.end());
+  return runCommand(full, {}, timeout);
+}
+
+void TestNode::powerOff() {
+  killNamespaceProcesses(netns_);
+  // /run is a tmpfs on real servers: a power loss empties it, so the next halod start is a boot.
+  std::error_code ec;
+  std::filesystem::remove_all(root_ + "/run", ec);
+  auto links = runCommand({"ip", "-n", netns_, "-o", "link", "show"}, {});
+  std::istringstream in(links.output);
+  for (std::string line; std::getline(in, line);) {
+    // "2: eth0@if5: <...>": the name ends at '@' or ':'.
+    const auto colon = line.find(": ");
+    if (colon == std::string::npos) {
+      continue;
+    }
+    std::string name = line.substr(colon + 2);
+    name = name.substr(0, name.find_first_of("@:"));
+    if (name != "lo") {
+      setLink(name, false);
+    }
+  }
+}
+
+bool TestNode::setLink(const std::string& ifname, bool up) const {
+  return runCommand({"ip", "-n", netns_, "link", "set", ifname, up ? "up" : "down"}, {})
+             .exit_code == 0;
+}
+
+TestNode::~TestNode() {
+  // Kill every process of the node by PID: halod, runtimes, scripts and applications all live
+  // in the namespace.
+  killNamespaceProcesses(netns_);
   runCommand({"ip", "netns", "del", netns_}, {});
   std::error_code ec;
   std::filesystem::remove_all(root_, ec);

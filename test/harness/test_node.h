@@ -49,6 +49,12 @@ class TestNode {
   const std::string& root() const { return root_; }
   const std::string& netns() const { return netns_; }
   std::string varDir(const std::string& module) const;
+  // A power loss: every process of the node SIGKILLed (by PID), its links down so nothing more
+  // leaves it, and its $RUN emptied (a tmpfs on real servers). The namespace and the rest of
+  // the root stay for a later "power on" (links up, startDaemon).
+  void powerOff();
+  // Sets a link of the node up or down; false on failure.
+  bool setLink(const std::string& ifname, bool up) const;
   std::string readFile(const std::string& path) const;
 
  private:
@@ -56,6 +62,32 @@ class TestNode {
   std::string netns_;
   std::string root_;
 };
+
+// TestLan: a switch for TestNodes — its own namespace holding a bridge; each attached node gets
+// a veth whose other end is a port of the bridge. Nothing is created in the root namespace.
+class TestLan {
+ public:
+  static std::unique_ptr<TestLan> create(const std::string& name);
+  ~TestLan();
+  // Joins `node` with interface `ifname` carrying `cidr` (from 198.18.0.0/15), link up.
+  bool attach(const TestNode& node, const std::string& ifname, const std::string& cidr);
+  // Plugs the `port`-th attached node (1-based, in attach order) into the bridge or out of it;
+  // its link stays up (a partition, not a link loss).
+  bool plug(int port, bool in);
+  // An address on the bridge itself, so the switch namespace can act as a client or witness.
+  bool addAddress(const std::string& cidr);
+  CommandResult exec(const std::vector<std::string>& argv,
+                     std::chrono::seconds timeout = std::chrono::seconds(60)) const;
+  const std::string& netns() const { return netns_; }
+
+ private:
+  explicit TestLan(std::string netns) : netns_(std::move(netns)) {}
+  std::string netns_;
+  int ports_ = 0;
+};
+
+// Kills (SIGKILL, by PID) every process of a network namespace, in a few bounded rounds.
+void killNamespaceProcesses(const std::string& netns);
 
 // Path of a built tool (halo, halod...).
 std::string toolPath(const std::string& name);

@@ -420,7 +420,8 @@ TEST_F(LightModuleTest, ConfigurationNamesMissingExecutablesAndClusterFiles) {
                                                                 fs::perms::owner_write);
   EXPECT_THAT(node_->halo({"cluster", "state"}).output, HasSubstr("n1=198.18.0.1 n2=198.18.0.2"));
 
-  // A mirror module validates, but this build cannot run it yet: start says so plainly.
+  // A mirror module validates, but this node is neither n1 nor n2 (no such address here):
+  // start says so plainly and nothing changes.
   const std::string mirror = makeModule("mir", [](const std::string& dir) {
     std::ofstream(dir + "/conf/userconfig.xml")
         << "<safe>\n  <service mode=\"mirror\">\n"
@@ -432,7 +433,8 @@ TEST_F(LightModuleTest, ConfigurationNamesMissingExecutablesAndClusterFiles) {
   ASSERT_EQ(r.exit_code, 0) << r.output;
   r = node_->halo({"start", "-m", "mir"});
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_THAT(r.output, HasSubstr("mode=\"mirror\", which this Halo build cannot run yet"));
+  EXPECT_THAT(r.output, HasSubstr("none of the nodes of lan 'default' in cluster.xml (n1 "
+                                  "198.18.0.1, n2 198.18.0.2) has an address on this server"));
   EXPECT_EQ(node_->halo({"state", "-m", "mir"}).output, "mir: STOP (NotReady)\n");
 }
 
