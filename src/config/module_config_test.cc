@@ -357,7 +357,7 @@ TEST(ModuleConfig, MoreErrors) {
       {R"(<safe><service mode="mirror"><heart><heartbeat name="a" pulse="40s"/>)"
        R"(</heart></service></safe>)",
        "m.xml:1: <heartbeat> attribute 'pulse': invalid value '40s' (expected a duration less "
-       "than the timeout, 30s)"},
+       "than the timeout, 500ms)"},
       {R"(<safe><service mode="light"><user><var name="A"/></user></service></safe>)",
        "m.xml:1: <var>: missing required attribute 'value'"},
       {R"(<safe><service mode="light"><check><tcp ident="t"><to addr="h" port="1"/>)"
