@@ -1,18 +1,18 @@
 #!/bin/bash
-# Removes everything demo/start.sh created: processes (by PID), the namespace, the demo files.
+# Removes everything demo/start.sh created: processes (by PID), the namespaces, the demo files.
 DEMO_DIR=${DEMO_DIR:-/var/tmp/halo-demo}
-NS=halo-demo-n1
 if [ -f "$DEMO_DIR/bridge.pids" ]; then
-  while read -r pid; do kill "$pid" 2>/dev/null; done < "$DEMO_DIR/bridge.pids"
+  while read -r pid; do [ "$pid" -gt 1 ] && kill "$pid" 2>/dev/null; done < "$DEMO_DIR/bridge.pids"
 fi
-if ip netns list | grep -qw "$NS"; then
-  for _ in 1 2 3; do
-    pids=$(ip netns pids "$NS")
+for ns in halo-demo-n1 halo-demo-n2 halo-demo-sw; do
+  ip netns list | grep -qw "$ns" || continue
+  for _ in 1 2 3 4 5; do
+    pids=$(ip netns pids "$ns")
     [ -z "$pids" ] && break
-    kill -9 $pids 2>/dev/null
+    for pid in $pids; do [ "$pid" -gt 1 ] && kill -9 "$pid" 2>/dev/null; done
     sleep 0.2
   done
-  ip netns del "$NS"
-fi
+  ip netns del "$ns"
+done
 rm -rf "$DEMO_DIR"
 echo "Halo demo removed"
