@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -37,7 +38,7 @@ TEST(DataGenerationTest, EnterAloneDrawsOnceUntilShared) {
 class Pair {
  public:
   explicit Pair(bool failover = true, DefaultPrim dp = DefaultPrim::Alone, std::string dpn = "",
-                bool witness = false) {
+                bool witness = false, bool gated = false) {
     for (int i = 0; i < 2; ++i) {
       cfg_[i].local_node = kNames[i];
       cfg_[i].peer_node = kNames[1 - i];
@@ -45,6 +46,7 @@ class Pair {
       cfg_[i].default_prim = dp;
       cfg_[i].default_prim_node = dpn;
       cfg_[i].witness = witness;
+      cfg_[i].gated = gated;
       cfg_[i].random = [this] { return ++rnd_ * 1000; };
       m_[i] = std::make_unique<MirrorMachine>(cfg_[i], DataGeneration{});
     }
@@ -125,6 +127,12 @@ class Pair {
     m_[i] = std::make_unique<MirrorMachine>(cfg_[i], persisted[i]);
   }
   void reboot(int i) { dead[i] = false; }
+  // The runtime restarted (the machine is new; the application and the peer went on).
+  void respawn(int i, ModuleState persisted_state) {
+    m_[i] = std::make_unique<MirrorMachine>(cfg_[i], persisted[i]);
+    feed(i, m_[i]->recover(persisted_state));
+    run();
+  }
   ModuleState st(int i) { return m_[i]->state(); }
   bool logged(int i, const std::string& s) {
     for (const auto& l : logs[i]) {
@@ -437,6 +445,69 @@ TEST(MirrorMachineTest, BusyRefusesCommandsAndForcestopKills) {
     killed = killed || std::holds_alternative<KillScript>(a);
   }
   EXPECT_TRUE(killed);
+}
+
+TEST(MirrorMachineTest, RuleWaitOnPrimaryFailsOverAndWakeupRejoins) {
+  Pair p;
+  p.makePair();
+  // The interface checker's rule: the primary leaves its role, its peer takes over.
+  ASSERT_TRUE(p.cmd(0, MirrorCommand::Wait).ok());
+  EXPECT_EQ(p.st(0), kWaitNotReady);
+  EXPECT_TRUE(p.m(0).heldByRule());
+  p.pulse();
+  EXPECT_EQ(p.st(1), kAloneReady);
+  EXPECT_TRUE(p.logged(1, "Action alone called by heart: remote stop"));
+  // A held node takes no role, even when its peer is primary, until the rule clears.
+  p.pulse();
+  EXPECT_EQ(p.st(0), kWaitNotReady);
+  EXPECT_FALSE(p.m(0).check(MirrorCommand::Wait).ok());
+  ASSERT_TRUE(p.cmd(0, MirrorCommand::Wakeup).ok());
+  p.pulse();
+  p.pulse();
+  EXPECT_EQ(p.st(0), kSecondReady);
+  EXPECT_EQ(p.st(1), kPrimReady);
+  EXPECT_FALSE(p.m(0).check(MirrorCommand::Wakeup).ok());
+}
+
+TEST(MirrorMachineTest, GatedStartDecidesOnlyAfterWakeup) {
+  Pair p(true, DefaultPrim::Alone, "", false, /*gated=*/true);
+  ASSERT_TRUE(p.cmd(0, MirrorCommand::Prim).ok());
+  p.lose(0);
+  // The checkers have not reported: the start stays in WAIT (Transient), no role, no VIP.
+  EXPECT_EQ(p.st(0), (ModuleState{MainState::Wait, Readiness::Transient}));
+  EXPECT_TRUE(p.calls[0].end() ==
+              std::find(p.calls[0].begin(), p.calls[0].end(), std::string("addvip")));
+  ASSERT_TRUE(p.cmd(0, MirrorCommand::Wakeup).ok());
+  EXPECT_EQ(p.st(0), kAloneReady);
+  EXPECT_FALSE(p.m(0).check(MirrorCommand::Wakeup).ok());  // the gate is open
+}
+
+TEST(MirrorMachineTest, RecoverKeepsAStableRoleAndRestartsATransition) {
+  Pair p;
+  p.makePair();
+  const size_t calls = p.calls[0].size();
+  p.respawn(0, kPrimReady);
+  EXPECT_EQ(p.st(0), kPrimReady);
+  EXPECT_EQ(p.calls[0].size(), calls);  // the application was not touched
+  p.pulse();
+  EXPECT_EQ(p.st(0), kPrimReady);
+  EXPECT_EQ(p.st(1), kSecondReady);
+  // Killed between two states: everything is stopped (force) and the start decides again.
+  p.respawn(0, ModuleState{MainState::Prim, Readiness::Transient});
+  p.pulse();
+  p.pulse();
+  EXPECT_EQ(p.calls[0][calls], "stop_prim force PRIM STOP stop");
+  EXPECT_TRUE(p.st(0) == kPrimReady || p.st(0) == kSecondReady) << p.st(0).describe();
+}
+
+TEST(MirrorMachineTest, FailoverToggleAppliesToTheNextLoss) {
+  Pair p;
+  p.makePair();
+  p.m(1).setFailover(false);
+  p.dead[0] = true;
+  p.lose(1);
+  EXPECT_EQ(p.st(1), kWaitNotReady);
+  EXPECT_TRUE(p.logged(1, "Failover-off configured"));
 }
 
 }  // namespace

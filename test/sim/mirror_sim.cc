@@ -66,6 +66,7 @@ struct Node {
   uint64_t rx_boot = 0;  // last accepted heartbeat from the peer: (boot, seq)
   uint64_t rx_seq = 0;
   bool witness_reach = true;
+  bool rule_wait = false;  // a wait rule holds this node (interface down...)
   int64_t ver = 0;  // ground truth: the number of acknowledged writes this node's data holds
   bool was_primary_ready = false;
   bool was_primary = false;
@@ -92,6 +93,7 @@ class Sim {
                                : (r < 0.8 ? core::DefaultPrim::Node : core::DefaultPrim::LastPrim);
     const std::string dpn = kNames[rng_() % 2];
     slow_scripts_ = coin(0.5);
+    gated_ = coin(0.5);
     for (int i = 0; i < 2; ++i) {
       Node& n = nodes_[i];
       n.cfg.local_node = kNames[i];
@@ -100,13 +102,14 @@ class Sim {
       n.cfg.witness = witness;
       n.cfg.default_prim = dp;
       n.cfg.default_prim_node = dpn;
+      n.cfg.gated = gated_;
       n.cfg.random = [this] { return rng_(); };
       n.m = std::make_unique<MirrorMachine>(n.cfg, n.persisted);
       push(Event{.t = static_cast<int64_t>(rng_() % kPulse), .kind = Kind::Pulse, .node = i});
     }
     note("config failover=" + std::to_string(failover) + " witness=" + std::to_string(witness) +
          " defaultprim=" + std::to_string(static_cast<int>(dp)) + " " + dpn +
-         " slow_scripts=" + std::to_string(slow_scripts_));
+         " slow_scripts=" + std::to_string(slow_scripts_) + " gated=" + std::to_string(gated_));
   }
 
   ScenarioResult run() {
@@ -236,6 +239,13 @@ class Sim {
           return;
         }
         writes(e.node);
+        if (!n.rule_wait && (gated_ || n.m->heldByRule()) &&
+            n.m->check(MirrorCommand::Wakeup).ok()) {
+          // The runtime's monitor, every period: no wait rule holds, so the start gate opens
+          // and a node a rule held wakes up (Implicit_wakeup).
+          auto out = n.m->command(MirrorCommand::Wakeup);
+          exec(e.node, *out);
+        }
         if (n.m->state().main != MainState::Stop) {
           sendHeartbeat(e.node);
         }
@@ -412,6 +422,15 @@ class Sim {
       l.max_delay = 1 + static_cast<int64_t>(rng_() % kMaxDelay);
       note(std::string("link ") + kNames[i] + " -> peer loss=" + std::to_string(l.loss) +
            " delay<=" + std::to_string(l.max_delay));
+    } else if (r < 92) {
+      // A failover rule's wait (interface down...) holds the node until its wakeup.
+      n.rule_wait = !n.rule_wait;
+      note(std::string("rule wait on ") + kNames[i] + ": " + std::to_string(n.rule_wait));
+      if (n.rule_wait) {
+        command(i, MirrorCommand::Wait);
+      } else if (n.m->heldByRule()) {
+        command(i, MirrorCommand::Wakeup);
+      }
     } else if (r < 94) {
       n.witness_reach = !n.witness_reach;
       note(std::string("witness reachable from ") + kNames[i] + ": " +
@@ -436,6 +455,10 @@ class Sim {
     note("HEAL: no more faults");
     for (int i = 0; i < 2; ++i) {
       links_[i] = Link{};
+      nodes_[i].rule_wait = false;
+      if (nodes_[i].up && nodes_[i].m->heldByRule()) {
+        command(i, MirrorCommand::Wakeup);
+      }
       if (!nodes_[i].up) {
         reboot(i);
       }
@@ -541,6 +564,7 @@ class Sim {
   uint64_t seq_ = 0;
   uint64_t tokens_ = 0;
   bool slow_scripts_ = false;
+  bool gated_ = false;  // starts wait for the monitor's gate (as in the runtime)
   int64_t dual_since_ = -1;
   bool diverged_ = false;
 };
