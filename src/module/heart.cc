@@ -141,8 +141,9 @@ Status bindError(const HeartLink& link, int err) {
 }  // namespace
 
 struct Heart::Link {
-  Link(const HeartLink& c, uint16_t module_id, const std::optional<proto::ModuleKey>& key)
-      : config(c), receiver(module_id, key) {}
+  Link(const HeartLink& c, uint16_t module_id, const std::optional<proto::ModuleKey>& key,
+       const std::string& peer_node)
+      : config(c), receiver(module_id, key, peer_node) {}
   ~Link() {
     if (fd >= 0) {
       close(fd);
@@ -162,7 +163,6 @@ struct Heart::Link {
   std::optional<proto::Heartbeat> delivered;
   std::optional<MonotonicTime> last_send_warning;
   uint64_t wrong_source = 0;
-  uint64_t wrong_node = 0;
   uint64_t sent = 0;
   uint64_t send_errors = 0;
 };
@@ -202,7 +202,8 @@ Heart::Heart(HeartOptions options, sys::EventLoop& loop, TimeSource& time, Event
       events_(std::move(events)),
       sender_(options_.module_id, options_.key, boot_id, std::move(random)) {
   for (const HeartLink& config : options_.links) {
-    links_.push_back(std::make_unique<Link>(config, options_.module_id, options_.key));
+    links_.push_back(std::make_unique<Link>(config, options_.module_id, options_.key,
+                                            options_.peer_node));
     max_timeout_ = std::max(max_timeout_, config.timeout);
     HeartLinkStats s;
     s.ident = config.ident;
@@ -459,11 +460,7 @@ void Heart::receiveFrom(Link& link, MonotonicTime now, std::vector<uint8_t>& buf
     auto hb =
         link.receiver.receive(std::span<const uint8_t>(buffer.data(), static_cast<size_t>(n)));
     if (!hb.ok()) {
-      continue;  // counted by the receiver
-    }
-    if (hb->node_name != options_.peer_node) {
-      ++link.wrong_node;
-      continue;
+      continue;  // counted by the receiver (a wrong node name too, before its replay window)
     }
     link.last_accepted = now;
     if (!link.up) {
@@ -544,7 +541,7 @@ void Heart::publishStats() {
     s.up = link.up;
     s.packets = link.receiver.stats();
     s.wrong_source = link.wrong_source;
-    s.wrong_node = link.wrong_node;
+    s.wrong_node = s.packets.wrong_node;
     s.sent = link.sent;
     s.send_errors = link.send_errors;
   }

@@ -7,123 +7,34 @@
 #include "module/vip_manager.h"
 
 #include <arpa/inet.h>
-#include <fcntl.h>
-#include <linux/if_ether.h>
-#include <linux/if_packet.h>
 #include <netinet/icmp6.h>
 #include <netinet/ip6.h>
-#include <poll.h>
-#include <sched.h>
-#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdio>
 #include <cstring>
 #include <functional>
 #include <string>
-#include <thread>
 #include <utility>
 #include <vector>
 
 #include "gtest/gtest.h"
 #include "sys/netlink_addr.h"
+#include "sys/netns_test_util.h"
 #include "sys/test_temp_dir.h"
 #include "sys/vip_owner.h"
 
 namespace halo::module {
 namespace {
 
+using sys::testutil::captureSocket;
+using sys::testutil::expectConnectionClosed;
+using sys::testutil::hasAddress;
+using sys::testutil::ip;
+using sys::testutil::NetnsGuard;
+
 constexpr const char* kNsPrefix = "halo-vm";
-
-// Runs a shell command, returns its output; `rc` receives the exit status.
-std::string run(const std::string& cmd, int* rc = nullptr) {
-  std::string out;
-  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
-  if (p == nullptr) {
-    if (rc != nullptr) {
-      *rc = -1;
-    }
-    return out;
-  }
-  char buf[512];
-  while (::fgets(buf, sizeof(buf), p) != nullptr) {
-    out += buf;
-  }
-  const int status = ::pclose(p);
-  if (rc != nullptr) {
-    *rc = status;
-  }
-  return out;
-}
-
-sys::IpAddr ip(const std::string& text) {
-  auto a = sys::IpAddr::parse(text);
-  EXPECT_TRUE(a.ok()) << text;
-  return a.ok() ? *a : sys::IpAddr{};
-}
-
-// Deletes namespaces of earlier runs whose process is gone (a crashed test runs no destructors).
-void removeStaleNamespaces() {
-  const std::string list = run("ip netns list");
-  size_t pos = 0;
-  while ((pos = list.find(kNsPrefix, pos)) != std::string::npos) {
-    const size_t end = list.find_first_of(" \n", pos);
-    const std::string name = list.substr(pos, end - pos);
-    pos = end;
-    const int pid = std::atoi(name.c_str() + std::strlen(kNsPrefix));
-    if (pid > 0 && pid != ::getpid() && ::kill(pid, 0) != 0) {
-      run("ip netns del " + name);
-    }
-  }
-}
-
-// Owns one namespace: created in the constructor, deleted in the destructor.
-class NetnsGuard {
- public:
-  NetnsGuard() {
-    static int counter = 0;
-    name_ = std::string(kNsPrefix) + std::to_string(::getpid()) + "-" + std::to_string(++counter);
-    int rc = 0;
-    const std::string out = run("ip netns add " + name_, &rc);
-    created_ = rc == 0;
-    EXPECT_TRUE(created_) << out;
-  }
-  ~NetnsGuard() {
-    if (created_) {
-      run("ip netns del " + name_);
-    }
-  }
-  NetnsGuard(const NetnsGuard&) = delete;
-  NetnsGuard& operator=(const NetnsGuard&) = delete;
-
-  const std::string& name() const { return name_; }
-  bool created() const { return created_; }
-  // `ip -n <ns> <args>`; fails the test when it fails.
-  std::string ip(const std::string& args) const {
-    int rc = 0;
-    std::string out = run("ip -n " + name_ + " " + args, &rc);
-    EXPECT_EQ(rc, 0) << "ip -n " << name_ << " " << args << ": " << out;
-    return out;
-  }
-  // Runs `body` on a thread that has entered the namespace (the rest of the process stays out).
-  void inside(const std::function<void()>& body) const {
-    std::thread t([&] {
-      const int fd = ::open(("/var/run/netns/" + name_).c_str(), O_RDONLY | O_CLOEXEC);
-      ASSERT_GE(fd, 0) << std::strerror(errno);
-      const int rc = ::setns(fd, CLONE_NEWNET);
-      ::close(fd);
-      ASSERT_EQ(rc, 0) << std::strerror(errno);
-      body();
-    });
-    t.join();
-  }
-
- private:
-  std::string name_;
-  bool created_ = false;
-};
 
 config::VirtualAddrConfig vaddr(const std::string& addr,
                                 config::VipWhere where = config::VipWhere::OneSideAlias,
@@ -151,37 +62,6 @@ struct LogLine {
   std::string message;
 };
 
-bool hasAddress(const std::vector<sys::AddrEntry>& list, const sys::IpAddr& a,
-                sys::AddrEntry* found = nullptr) {
-  for (const auto& e : list) {
-    if (e.address == a) {
-      if (found != nullptr) {
-        *found = e;
-      }
-      return true;
-    }
-  }
-  return false;
-}
-
-// A packet socket on `ifindex` receiving every frame, non-blocking; -1 on failure. Created in the
-// calling thread's namespace and usable from any thread.
-int captureSocket(int ifindex) {
-  const int fd = ::socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, htons(ETH_P_ALL));
-  if (fd < 0) {
-    return -1;
-  }
-  sockaddr_ll sll{};
-  sll.sll_family = AF_PACKET;
-  sll.sll_protocol = htons(ETH_P_ALL);
-  sll.sll_ifindex = ifindex;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&sll), sizeof(sll)) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  return fd;
-}
-
 // A gratuitous ARP for `vip`: ARP with sender IP = vip.
 bool isGarp(const uint8_t* f, size_t n, const sys::IpAddr& vip) {
   return n >= 14 + 28 && f[12] == 0x08 && f[13] == 0x06 &&
@@ -202,7 +82,7 @@ bool isNa(const uint8_t* f, size_t n, const sys::IpAddr& vip) {
 
 class VipManagerTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() { removeStaleNamespaces(); }
+  static void SetUpTestSuite() { sys::testutil::removeStaleNamespaces(kNsPrefix); }
 
   void SetUp() override {
     if (::geteuid() != 0) {
@@ -266,7 +146,7 @@ class VipManagerTest : public ::testing::Test {
     peer_.inside([&] {
       auto vb = sys::interfaceIndex("vb");
       ASSERT_TRUE(vb.ok());
-      cap = captureSocket(*vb);
+      cap = captureSocket(*vb, SOCK_NONBLOCK);  // read from the event loop
     });
     ASSERT_GE(cap, 0) << std::strerror(errno);
     auto watch = loop_->watchReadable(cap, [&] {
@@ -288,8 +168,8 @@ class VipManagerTest : public ::testing::Test {
     ::close(cap);
   }
 
-  NetnsGuard node_;
-  NetnsGuard peer_;
+  NetnsGuard node_{kNsPrefix};
+  NetnsGuard peer_{kNsPrefix};
   testutil::TempDir dir_;
   const std::string state_ = dir_.file("vip.json");
   RealTimeSource time_;
@@ -528,12 +408,7 @@ TEST_F(VipManagerTest, TcpResetOnRemove) {
   EXPECT_GE(
       logIndex("tcpreset of Virtual IP 198.18.0.100: 1 TCP connection(s) found, 1 reset", false), 0)
       << logText();
-  pollfd p{client, POLLIN, 0};
-  ASSERT_EQ(::poll(&p, 1, 3000), 1);
-  char c = 0;
-  const ssize_t n = ::recv(client, &c, 1, 0);
-  const int err = errno;
-  EXPECT_TRUE(n == 0 || (n < 0 && err == ECONNRESET)) << n << " " << std::strerror(err);
+  ASSERT_NO_FATAL_FAILURE(expectConnectionClosed(client));
   EXPECT_FALSE(hasAddress(nodeAddresses(), ip("198.18.0.100")));
   ::close(server);
   ::close(client);

@@ -50,8 +50,9 @@ Result<std::vector<uint8_t>> HeartbeatSender::next(Heartbeat hb) {
   return packet;
 }
 
-HeartbeatReceiver::HeartbeatReceiver(uint16_t module_id, std::optional<ModuleKey> key)
-    : module_id_(module_id), key_(std::move(key)) {}
+HeartbeatReceiver::HeartbeatReceiver(uint16_t module_id, std::optional<ModuleKey> key,
+                                     std::string expected_sender)
+    : module_id_(module_id), key_(std::move(key)), expected_sender_(std::move(expected_sender)) {}
 
 Result<Heartbeat> HeartbeatReceiver::receive(std::span<const uint8_t> packet) {
   PacketError error = PacketError::None;
@@ -72,6 +73,11 @@ Result<Heartbeat> HeartbeatReceiver::receive(std::span<const uint8_t> packet) {
     ++stats_.malformed;
     return invalidArgument("heartbeat field 'module_id': " + std::to_string(hb->module_id) +
                            " differs from the packet header's " + std::to_string(module_id_));
+  }
+  if (!expected_sender_.empty() && hb->node_name != expected_sender_) {
+    ++stats_.wrong_node;
+    return failedPrecondition("heartbeat from node '" + hb->node_name + "', expected '" +
+                              expected_sender_ + "'");
   }
   // Only after authentication and decoding: a bad packet must not move the window.
   const uint64_t changes_before = window_.bootChanges();

@@ -25,6 +25,7 @@ struct HeartbeatStats {
   uint64_t replayed = 0;      // duplicate, older sequence or earlier boot id
   uint64_t malformed = 0;     // authentic but undecodable (bad padding, bad fields)
   uint64_t boot_changes = 0;  // peer restarts seen (accepted packets)
+  uint64_t wrong_node = 0;    // authentic, but from another node than the expected sender
 };
 
 class HeartbeatSender {
@@ -47,13 +48,17 @@ class HeartbeatSender {
 // not across networks. Never throws; every refusal is an InvalidArgument or FailedPrecondition.
 class HeartbeatReceiver {
  public:
-  HeartbeatReceiver(uint16_t module_id, std::optional<ModuleKey> key);
+  // `expected_sender` (when not empty): the peer's node name; an authentic packet from another
+  // node is refused (wrong_node) before it can move the replay window.
+  HeartbeatReceiver(uint16_t module_id, std::optional<ModuleKey> key,
+                    std::string expected_sender = "");
   Result<Heartbeat> receive(std::span<const uint8_t> packet);
   const HeartbeatStats& stats() const { return stats_; }
 
  private:
   uint16_t module_id_;
   std::optional<ModuleKey> key_;
+  std::string expected_sender_;
   ReplayWindow window_;
   HeartbeatStats stats_;
 };

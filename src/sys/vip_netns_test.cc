@@ -4,21 +4,15 @@
 // Needs root (CAP_SYS_ADMIN for setns, CAP_NET_ADMIN, CAP_NET_RAW).
 
 #include <arpa/inet.h>
-#include <fcntl.h>
-#include <linux/if_ether.h>
-#include <linux/if_packet.h>
 #include <net/if_arp.h>
 #include <netinet/icmp6.h>
 #include <netinet/ip6.h>
 #include <poll.h>
-#include <sched.h>
-#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <array>
 #include <chrono>
-#include <cstdio>
 #include <cstring>
 #include <functional>
 #include <string>
@@ -27,6 +21,7 @@
 #include "gtest/gtest.h"
 #include "sys/garp.h"
 #include "sys/netlink_addr.h"
+#include "sys/netns_test_util.h"
 #include "sys/tcp_reset.h"
 #include "sys/test_temp_dir.h"
 #include "sys/vip_owner.h"
@@ -34,99 +29,17 @@
 namespace halo::sys {
 namespace {
 
+using testutil::captureSocket;
+using testutil::expectConnectionClosed;
+using testutil::hasAddress;
+using testutil::ip;
+using testutil::NetnsGuard;
+
 constexpr const char* kNsPrefix = "halo-vipt-";
-
-// Runs a shell command, returns its stdout; `rc` receives the exit status.
-std::string run(const std::string& cmd, int* rc = nullptr) {
-  std::string out;
-  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
-  if (p == nullptr) {
-    if (rc != nullptr) {
-      *rc = -1;
-    }
-    return out;
-  }
-  char buf[512];
-  while (::fgets(buf, sizeof(buf), p) != nullptr) {
-    out += buf;
-  }
-  const int status = ::pclose(p);
-  if (rc != nullptr) {
-    *rc = status;
-  }
-  return out;
-}
-
-IpAddr ip(const std::string& text) {
-  auto a = IpAddr::parse(text);
-  EXPECT_TRUE(a.ok()) << text;
-  return a.ok() ? *a : IpAddr{};
-}
-
-// Deletes namespaces of earlier runs whose process is gone (a crashed test cannot run destructors).
-void removeStaleNamespaces() {
-  const std::string list = run("ip netns list");
-  size_t pos = 0;
-  while ((pos = list.find(kNsPrefix, pos)) != std::string::npos) {
-    const size_t end = list.find_first_of(" \n", pos);
-    const std::string name = list.substr(pos, end - pos);
-    pos = end;
-    const int pid = std::atoi(name.c_str() + std::strlen(kNsPrefix));
-    if (pid > 0 && pid != ::getpid() && ::kill(pid, 0) != 0) {
-      run("ip netns del " + name);
-    }
-  }
-}
-
-// Owns one namespace: created in the constructor, deleted in the destructor.
-class NetnsGuard {
- public:
-  NetnsGuard() {
-    static int counter = 0;
-    name_ = std::string(kNsPrefix) + std::to_string(::getpid()) + "-" + std::to_string(++counter);
-    int rc = 0;
-    const std::string out = run("ip netns add " + name_, &rc);
-    created_ = rc == 0;
-    EXPECT_TRUE(created_) << out;
-  }
-  ~NetnsGuard() {
-    if (created_) {
-      run("ip netns del " + name_);
-    }
-  }
-  NetnsGuard(const NetnsGuard&) = delete;
-  NetnsGuard& operator=(const NetnsGuard&) = delete;
-
-  const std::string& name() const { return name_; }
-  bool created() const { return created_; }
-  // `ip -n <ns> <args>`; fails the test when it fails.
-  std::string ip(const std::string& args) const {
-    int rc = 0;
-    std::string out = run("ip -n " + name_ + " " + args, &rc);
-    EXPECT_EQ(rc, 0) << "ip -n " << name_ << " " << args << ": " << out;
-    return out;
-  }
-  // Runs `body` on a thread that has entered the namespace (the rest of the process stays out).
-  void inside(const std::function<void()>& body) const {
-    std::thread t([&] {
-      const int fd = ::open(("/var/run/netns/" + name_).c_str(), O_RDONLY | O_CLOEXEC);
-      ASSERT_GE(fd, 0) << std::strerror(errno);
-      const int rc = ::setns(fd, CLONE_NEWNET);
-      ::close(fd);
-      ASSERT_EQ(rc, 0) << std::strerror(errno);
-      body();
-    });
-    t.join();
-  }
-
- private:
-  std::string name_;
-  bool created_ = false;
-};
 
 class VipNetnsTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() { removeStaleNamespaces(); }
+  static void SetUpTestSuite() { testutil::removeStaleNamespaces(kNsPrefix); }
 
   void SetUp() override {
     if (::geteuid() != 0) {
@@ -142,20 +55,8 @@ class VipNetnsTest : public ::testing::Test {
     ns_.ip("link set vb up");
   }
 
-  NetnsGuard ns_;
+  NetnsGuard ns_{kNsPrefix};
 };
-
-bool hasAddress(const std::vector<AddrEntry>& list, const IpAddr& a, AddrEntry* found = nullptr) {
-  for (const auto& e : list) {
-    if (e.address == a) {
-      if (found != nullptr) {
-        *found = e;
-      }
-      return true;
-    }
-  }
-  return false;
-}
 
 std::string routeSource(const NetnsGuard& ns, const std::string& dst) {
   const std::string out = ns.ip("-4 route get " + dst);
@@ -165,23 +66,6 @@ std::string routeSource(const NetnsGuard& ns, const std::string& dst) {
   }
   const size_t start = p + 5;
   return out.substr(start, out.find(' ', start) - start);
-}
-
-// A packet socket on `ifindex` receiving every frame; -1 on failure.
-int captureSocket(int ifindex) {
-  const int fd = ::socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ALL));
-  if (fd < 0) {
-    return -1;
-  }
-  sockaddr_ll sll{};
-  sll.sll_family = AF_PACKET;
-  sll.sll_protocol = htons(ETH_P_ALL);
-  sll.sll_ifindex = ifindex;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&sll), sizeof(sll)) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  return fd;
 }
 
 // Reads frames for up to 3 s until `match` accepts one.
@@ -333,7 +217,8 @@ TEST_F(VipNetnsTest, OneSideMakesVipThePreferredSource) {
 }
 
 TEST_F(VipNetnsTest, OwnershipOnlyRemovesWhatHaloAdded) {
-  testutil::TempDir dir;
+  // Qualified: sys::testutil (the netns helpers) hides halo::testutil inside halo::sys.
+  halo::testutil::TempDir dir;
   const std::string state = dir.file("vip.json");
   ns_.inside([&] {
     VipOwner owner(state);
@@ -376,7 +261,7 @@ TEST_F(VipNetnsTest, OwnershipOnlyRemovesWhatHaloAdded) {
 }
 
 TEST_F(VipNetnsTest, CleanupLeftoversAfterCrash) {
-  testutil::TempDir dir;
+  halo::testutil::TempDir dir;
   const std::string state = dir.file("vip.json");
   ns_.inside([&] {
     {
@@ -409,7 +294,7 @@ TEST_F(VipNetnsTest, CleanupLeftoversAfterCrash) {
     ASSERT_TRUE(rec.ok());
     EXPECT_TRUE(rec->empty());
   });
-  EXPECT_EQ(testutil::readFile(state), "{\"addresses\":[]}\n");
+  EXPECT_EQ(halo::testutil::readFile(state), "{\"addresses\":[]}\n");
 }
 
 TEST_F(VipNetnsTest, InterfaceAutoDetection) {
@@ -530,12 +415,7 @@ TEST_F(VipNetnsTest, TcpResetClosesConnectionsToTheVip) {
     EXPECT_EQ(report->destroyed, 1);
     EXPECT_TRUE(report->warning.empty()) << report->warning;
 
-    pollfd p{client, POLLIN, 0};
-    ASSERT_EQ(::poll(&p, 1, 3000), 1);
-    char c = 0;
-    const ssize_t n = ::recv(client, &c, 1, 0);
-    const int err = errno;
-    EXPECT_TRUE(n == 0 || (n < 0 && err == ECONNRESET)) << n << " " << std::strerror(err);
+    ASSERT_NO_FATAL_FAILURE(expectConnectionClosed(client));
     // The accepted socket was aborted locally.
     EXPECT_LT(::send(server, "x", 1, MSG_NOSIGNAL), 0);
 

@@ -122,21 +122,14 @@ class MirrorFixture : public ::testing::Test {
   }
 
   bool vipServedBy(const std::string& node_addr, std::chrono::seconds limit) const {
-    return eventually([&] { return viaVip().find(node_addr + " ") != std::string::npos ||
-                                   viaVip().find(node_addr + "\n") != std::string::npos; },
-                      limit);
-  }
-
-  static bool eventually(const std::function<bool()>& done,
-                         std::chrono::seconds limit = std::chrono::seconds(30)) {
-    const auto end = std::chrono::steady_clock::now() + limit;
-    while (std::chrono::steady_clock::now() < end) {
-      if (done()) {
-        return true;
-      }
-      usleep(100000);
-    }
-    return done();
+    // The page reads "... primary node <its addresses>": match one address exactly.
+    return eventually(
+        [&] {
+          const std::string page = viaVip() + "\n";
+          return page.find(" " + node_addr + " ") != std::string::npos ||
+                 page.find(" " + node_addr + "\n") != std::string::npos;
+        },
+        limit);
   }
 
   bool logHas(const TestNode& n, const std::string& text) const {

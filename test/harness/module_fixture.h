@@ -74,20 +74,6 @@ class ModuleFixture : public ::testing::Test {
     ASSERT_EQ(r.exit_code, 0) << r.output << node_->halo({"log", "-A", "-m", name}).output;
   }
 
-  // Polls `done` every 100 ms for at most `limit`: for conditions only visible by looking
-  // (a log line, a resource); states are awaited with halo waitstate instead.
-  static bool eventually(const std::function<bool()>& done,
-                         std::chrono::seconds limit = std::chrono::seconds(30)) {
-    const auto end = std::chrono::steady_clock::now() + limit;
-    while (std::chrono::steady_clock::now() < end) {
-      if (done()) {
-        return true;
-      }
-      usleep(100000);
-    }
-    return done();
-  }
-
   bool logHas(const std::string& module, const std::string& text) const {
     return node_->halo({"log", "-A", "-s", "2000", "-m", module}).output.find(text) !=
            std::string::npos;

@@ -110,6 +110,17 @@ std::unique_ptr<TestNode> TestNode::create(const std::string& name) {
   return node;
 }
 
+bool eventually(const std::function<bool()>& done, std::chrono::seconds limit) {
+  const auto end = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < end) {
+    if (done()) {
+      return true;
+    }
+    usleep(100000);
+  }
+  return done();
+}
+
 void killNamespaceProcesses(const std::string& netns) {
   // Repeat a few times in case one was forking while we listed them.
   for (int round = 0; round < 5; ++round) {

@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -85,6 +86,11 @@ class TestLan {
   std::string netns_;
   int ports_ = 0;
 };
+
+// Polls `done` every 100 ms for at most `limit`: for conditions only visible by looking (a log
+// line, a resource); states are awaited with halo waitstate instead.
+bool eventually(const std::function<bool()>& done,
+                std::chrono::seconds limit = std::chrono::seconds(30));
 
 // Kills (SIGKILL, by PID) every process of a network namespace, in a few bounded rounds.
 void killNamespaceProcesses(const std::string& netns);

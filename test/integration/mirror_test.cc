@@ -1,6 +1,7 @@
 // Mirror modules end to end: two real nodes (halod, runtimes, heartbeats, VIP, scripts) in their
 // own network namespaces joined by a bridge; the client is the switch namespace.
 
+#include <signal.h>
 #include <sys/socket.h>
 
 #include "harness/mirror_fixture.h"
@@ -257,6 +258,39 @@ for _ in range(3):
   EXPECT_THAT(state(*n2_), HasSubstr("SECOND (Ready)"));
   EXPECT_EQ(stateChanges(*n1_), changes_before);
   EXPECT_EQ(stateChanges(*n2_), peer_changes_before);
+}
+
+TEST_F(MirrorFixture, VanishedVipMovesTheModule) {
+  install();
+  startPair();
+  // Someone deletes the VIP on the primary: its ip checker fails, rule ip_failure stopstarts.
+  auto r = n1_->exec({"ip", "addr", "del", std::string(kVip) + "/24", "dev", "eth0"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  waitState(*n2_, "PRIM");
+  waitState(*n1_, "SECOND");
+  EXPECT_TRUE(logHas(*n1_, "Action stopstart from failover rule ip_failure"));
+  EXPECT_TRUE(vipServedBy("198.18.1.2", std::chrono::seconds(10)));
+}
+
+TEST_F(MirrorFixture, RuntimeCrashKeepsTheRolesAndTheApplication) {
+  install();
+  startPair();
+  const std::string pidfile = n1_->root() + "/run/halo/modules/web.pid";
+  const pid_t runtime = n1_->readPid(pidfile);
+  const pid_t server = n1_->readPid(n1_->varDir(kModule) + "/web.pid");
+  ASSERT_TRUE(killPid(runtime, SIGKILL));
+  ASSERT_TRUE(eventually([&] {
+    const pid_t now = n1_->readPid(pidfile);
+    return now != runtime && processAlive(now);
+  }));
+  // Whatever the peer saw meanwhile, the roles settle back with n1 primary, its server intact.
+  ASSERT_TRUE(eventually([&] {
+    return state(*n1_).find("PRIM (Ready)") != std::string::npos &&
+           state(*n2_).find("SECOND (Ready)") != std::string::npos;
+  }));
+  EXPECT_EQ(n1_->readPid(n1_->varDir(kModule) + "/web.pid"), server);
+  EXPECT_TRUE(processAlive(server));
+  EXPECT_TRUE(vipServedBy("198.18.1.1", std::chrono::seconds(10)));
 }
 
 }  // namespace
