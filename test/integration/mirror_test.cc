@@ -293,5 +293,60 @@ TEST_F(MirrorFixture, RuntimeCrashKeepsTheRolesAndTheApplication) {
   EXPECT_TRUE(vipServedBy("198.18.1.1", std::chrono::seconds(10)));
 }
 
+TEST_F(MirrorFixture, NodeWithOutdatedDataWaitsForItsPeer) {
+  install();
+  startPair();
+  ASSERT_EQ(n1_->halo({"stop", "-m", kModule}).exit_code, 0);
+  waitState(*n2_, "ALONE");  // n2 now holds the newest data
+  ASSERT_EQ(n2_->halo({"stop", "-m", kModule}).exit_code, 0);
+  waitState(*n2_, "STOP");
+  // n1 alone must not become primary with older data.
+  ASSERT_EQ(n1_->halo({"start", "-m", kModule}).exit_code, 0);
+  waitState(*n1_, "WAIT");
+  EXPECT_TRUE(eventually([&] { return logHas(*n1_, "Data may be not uptodate"); }));
+  EXPECT_EQ(viaVip(), "");
+  ASSERT_EQ(n2_->halo({"start", "-m", kModule}).exit_code, 0);
+  waitState(*n2_, "PRIM");
+  waitState(*n1_, "SECOND");
+}
+
+TEST_F(MirrorFixture, SecondHeartbeatLanPreventsASplitBrain) {
+  // A second lan (198.18.2.0/24, its own switch) carries a second heartbeat.
+  auto lan2 = TestLan::create("sw2");
+  ASSERT_NE(lan2, nullptr);
+  ASSERT_TRUE(lan2->attach(*n1_, "eth1", "198.18.2.1/24"));
+  ASSERT_TRUE(lan2->attach(*n2_, "eth1", "198.18.2.2/24"));
+  for (TestNode* n : {n1_.get(), n2_.get()}) {
+    const std::string cluster = n->root() + "/cluster.xml";
+    std::ofstream(cluster) << "<cluster><lans>\n"
+                              "  <lan name=\"default\"><node name=\"n1\" addr=\"198.18.1.1\"/>"
+                              "<node name=\"n2\" addr=\"198.18.1.2\"/></lan>\n"
+                              "  <lan name=\"repli\"><node name=\"n1\" addr=\"198.18.2.1\"/>"
+                              "<node name=\"n2\" addr=\"198.18.2.2\"/></lan>\n"
+                              "</lans></cluster>\n";
+    auto r = n->halo({"cluster", "config", cluster});
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+  }
+  install([](const std::string& dir) {
+    setConfig(dir, "<heartbeat name=\"default\"/>",
+              "<heartbeat name=\"default\"/>\n      <heartbeat name=\"repli\"/>");
+  });
+  startPair();
+  const int before = stateChanges(*n1_);
+  // The production lan loses n2: the repli heartbeat still flows, nobody moves.
+  ASSERT_TRUE(lan_->plug(2, false));
+  ASSERT_TRUE(eventually([&] { return logHas(*n2_, "Resource heartbeat.default set to down"); }));
+  EXPECT_TRUE(eventually([&] {
+    return n1_->halo({"get", "-m", kModule, "-r", "heartbeat.repli"}).output.find("= up") !=
+           std::string::npos;
+  }));
+  EXPECT_THAT(state(*n1_), HasSubstr("PRIM (Ready)"));
+  EXPECT_THAT(state(*n2_), HasSubstr("SECOND (Ready)"));
+  EXPECT_EQ(stateChanges(*n1_), before);
+  EXPECT_TRUE(vipServedBy("198.18.1.1", std::chrono::seconds(5)));
+  ASSERT_TRUE(lan_->plug(2, true));
+  EXPECT_TRUE(eventually([&] { return logHas(*n2_, "Resource heartbeat.default set to up"); }));
+}
+
 }  // namespace
 }  // namespace halo::test
