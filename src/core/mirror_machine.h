@@ -44,6 +44,11 @@ const char* mirrorCommandName(MirrorCommand c);
 
 enum class DefaultPrim { Alone, Node, LastPrim };
 
+namespace mirror_internal {
+// PRIM and ALONE: the states that run the application and hold the VIPs.
+inline bool primaryState(MainState s) { return s == MainState::Prim || s == MainState::Alone; }
+}  // namespace mirror_internal
+
 struct MirrorConfig {
   std::string local_node;
   std::string peer_node;
