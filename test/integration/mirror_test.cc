@@ -348,5 +348,56 @@ TEST_F(MirrorFixture, SecondHeartbeatLanPreventsASplitBrain) {
   EXPECT_TRUE(eventually([&] { return logHas(*n2_, "Resource heartbeat.default set to up"); }));
 }
 
+TEST_F(MirrorFixture, Ipv6HeartbeatsAndVipFailOver) {
+  // IPv6 next to IPv4 on the same link: a second heartbeat lan over IPv6, and an IPv6 VIP.
+  int i = 0;
+  for (TestNode* n : {n1_.get(), n2_.get()}) {
+    auto r = n->exec({"ip", "addr", "add", "fd00:198:18:6::" + std::to_string(++i) + "/64", "dev",
+                      "eth0", "nodad"});
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    const std::string cluster = n->root() + "/cluster.xml";
+    std::ofstream(cluster) << "<cluster><lans>\n"
+                              "  <lan name=\"default\"><node name=\"n1\" addr=\"198.18.1.1\"/>"
+                              "<node name=\"n2\" addr=\"198.18.1.2\"/></lan>\n"
+                              "  <lan name=\"v6\"><node name=\"n1\" addr=\"[fd00:198:18:6::1]\"/>"
+                              "<node name=\"n2\" addr=\"[fd00:198:18:6::2]\"/></lan>\n"
+                              "</lans></cluster>\n";
+    r = n->halo({"cluster", "config", cluster});
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+  }
+  install([](const std::string& dir) {
+    setConfig(dir, "<heartbeat name=\"default\"/>",
+              "<heartbeat name=\"default\"/>\n      <heartbeat name=\"v6\"/>");
+    setConfig(dir, "<virtual_addr addr=\"%VIRTUAL_IP%\" where=\"one_side_alias\"/>",
+              "<virtual_addr addr=\"%VIRTUAL_IP%\" where=\"one_side_alias\"/>\n"
+              "            <virtual_addr addr=\"fd00:198:18:6::100\" where=\"one_side_alias\"/>");
+  });
+  startPair();
+  auto has_vip6 = [](const TestNode& n) {
+    return n.exec({"ip", "-6", "addr", "show", "dev", "eth0"}).output.find("fd00:198:18:6::100") !=
+           std::string::npos;
+  };
+  EXPECT_TRUE(has_vip6(*n1_));
+  EXPECT_FALSE(has_vip6(*n2_));
+  ASSERT_TRUE(eventually([&] {
+    return n1_->halo({"get", "-m", kModule, "-r", "heartbeat.v6"}).output.find("= up") !=
+           std::string::npos;
+  }));
+  n1_->powerOff();
+  waitState(*n2_, "ALONE");
+  EXPECT_TRUE(has_vip6(*n2_));
+  // From the switch: the VIP answers at n2 (the server listens on IPv4 only, so a refused
+  // connection is the proof that the address is reachable; a lost one would time out).
+  auto r = lan_->exec({"ip", "addr", "add", "fd00:198:18:6::254/64", "dev", "br0", "nodad"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = lan_->exec({"python3", "-c",
+                  "import socket\n"
+                  "try:\n"
+                  "    socket.create_connection(('fd00:198:18:6::100', 8080), 3)\n"
+                  "except ConnectionRefusedError:\n"
+                  "    print('reachable')\n"});
+  EXPECT_THAT(r.output, HasSubstr("reachable"));
+}
+
 }  // namespace
 }  // namespace halo::test
