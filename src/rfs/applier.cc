@@ -1,0 +1,467 @@
+#include "rfs/applier.h"
+
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <limits>
+#include <utility>
+
+namespace halo::rfs {
+namespace {
+
+class UniqueFd {
+ public:
+  UniqueFd() = default;
+  explicit UniqueFd(int fd) : fd_(fd) {}
+  UniqueFd(UniqueFd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  UniqueFd& operator=(UniqueFd&& o) noexcept {
+    if (this != &o) {
+      reset();
+      fd_ = std::exchange(o.fd_, -1);
+    }
+    return *this;
+  }
+  ~UniqueFd() { reset(); }
+  int get() const { return fd_; }
+  int release() { return std::exchange(fd_, -1); }
+  void reset() {
+    if (fd_ >= 0) {
+      ::close(fd_);
+    }
+    fd_ = -1;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+// Opens `path` ("" = the root itself) beneath `root_fd`, crossing no symlink and no magic link.
+Result<UniqueFd> openBeneath(int root_fd, const std::string& path, uint64_t flags) {
+  open_how how{};
+  how.flags = flags | O_CLOEXEC;
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+  const char* p = path.empty() ? "." : path.c_str();
+  for (int attempt = 0;; ++attempt) {
+    long fd = ::syscall(SYS_openat2, root_fd, p, &how, sizeof(how));
+    if (fd >= 0) {
+      return UniqueFd(static_cast<int>(fd));
+    }
+    // EAGAIN: a concurrent rename made the kernel unsure the walk stayed beneath; retry a bit.
+    if ((errno == EINTR || errno == EAGAIN) && attempt < 8) {
+      continue;
+    }
+    return errnoStatus("openat2 \"" + path + "\"", errno);
+  }
+}
+
+// The directory holding a path's last component, and that component: the *at calls take the
+// pair, so the last component is never resolved by a path walk. The root is (root_fd, ".").
+struct Parent {
+  UniqueFd owned;
+  int fd = -1;
+  std::string name;
+};
+
+Result<Parent> openParent(int root_fd, const std::string& path) {
+  Parent p;
+  size_t slash = path.rfind('/');
+  if (slash == std::string::npos) {
+    p.fd = root_fd;
+    p.name = path.empty() ? "." : path;
+    return p;
+  }
+  HALO_ASSIGN_OR_RETURN(p.owned, openBeneath(root_fd, path.substr(0, slash), O_PATH | O_DIRECTORY));
+  p.fd = p.owned.get();
+  p.name = path.substr(slash + 1);
+  return p;
+}
+
+Status checkRange(uint64_t offset, uint64_t length) {
+  constexpr auto kMax = static_cast<uint64_t>(std::numeric_limits<off_t>::max());
+  if (offset > kMax || length > kMax - offset) {
+    return invalidArgument("offset " + std::to_string(offset) + " + length " +
+                           std::to_string(length) + " beyond the largest file offset");
+  }
+  return okStatus();
+}
+
+Status chownAt(const Parent& p, uint32_t uid, uint32_t gid) {
+  if (::fchownat(p.fd, p.name.c_str(), uid, gid, AT_SYMLINK_NOFOLLOW) != 0) {
+    return errnoStatus("fchownat", errno);
+  }
+  return okStatus();
+}
+
+// For a file created just now (so not a symlink): the creating call applied the umask.
+Status chmodAt(const Parent& p, uint32_t mode) {
+  if (::fchmodat(p.fd, p.name.c_str(), mode & 07777, 0) != 0) {
+    return errnoStatus("fchmodat", errno);
+  }
+  return okStatus();
+}
+
+std::string describe(const Op& op) {
+  std::string s = std::string(opTypeName(op.type)) + " \"" + op.path + "\"";
+  if (op.type == OpType::Rename || op.type == OpType::Link || op.type == OpType::Symlink) {
+    s += " -> \"" + op.path2 + "\"";
+  }
+  return s;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Applier>> Applier::open(const std::string& root, ApplierOptions options) {
+  int fd = ::open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) {
+    return errnoStatus("open replicated directory " + root, errno);
+  }
+  std::unique_ptr<Applier> a(new Applier(fd, options));
+  // Fail here, not on the first op, when the kernel lacks openat2 (Linux < 5.6).
+  auto probe = openBeneath(fd, "", O_PATH | O_DIRECTORY);
+  if (!probe.ok()) {
+    return probe.status().withPrefix("replicated directory " + root);
+  }
+  return a;
+}
+
+Applier::Applier(int root_fd, ApplierOptions options) : root_fd_(root_fd), options_(options) {
+  options_.open_files = std::max<size_t>(options_.open_files, 1);
+}
+
+Applier::~Applier() {
+  for (auto& e : lru_) {
+    ::close(e.fd);
+  }
+  ::close(root_fd_);
+}
+
+Status Applier::apply(const Op& op) {
+  if (op.seq <= last_seq_) {
+    return failedPrecondition(describe(op) + ": seq " + std::to_string(op.seq) +
+                              " not after last applied " + std::to_string(last_seq_));
+  }
+  HALO_RETURN_IF_ERROR(validateOp(op));
+  Status s;
+  switch (op.type) {
+    case OpType::Write:
+      s = applyWrite(op);
+      break;
+    case OpType::Create:
+      s = applyCreate(op);
+      break;
+    case OpType::Mknod:
+      s = applyMknod(op);
+      break;
+    case OpType::Mkdir:
+      s = applyMkdir(op);
+      break;
+    case OpType::Unlink:
+      s = applyRemove(op, 0);
+      break;
+    case OpType::Rmdir:
+      s = applyRemove(op, AT_REMOVEDIR);
+      break;
+    case OpType::Rename:
+      s = applyRename(op);
+      break;
+    case OpType::Link:
+      s = applyLink(op);
+      break;
+    case OpType::Symlink:
+      s = applySymlink(op);
+      break;
+    case OpType::SetAttr:
+      s = applySetAttr(op);
+      break;
+    case OpType::Fallocate:
+      s = applyFallocate(op);
+      break;
+    case OpType::SetXattr:
+    case OpType::RemoveXattr:
+      s = applyXattr(op);
+      break;
+    case OpType::Fsync:
+      s = applyFsync(op);
+      break;
+  }
+  if (!s.ok()) {
+    return s.withPrefix(describe(op));
+  }
+  last_seq_ = op.seq;
+  return okStatus();
+}
+
+Status Applier::applyWrite(const Op& op) {
+  HALO_RETURN_IF_ERROR(checkRange(op.offset, op.data.size()));
+  HALO_ASSIGN_OR_RETURN(int fd, writeFd(op.path));
+  size_t done = 0;
+  while (done < op.data.size()) {
+    ssize_t n = ::pwrite(fd, op.data.data() + done, op.data.size() - done,
+                         static_cast<off_t>(op.offset + done));
+    if (n < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      return errnoStatus("pwrite", errno);
+    }
+    if (n == 0) {
+      return internalError("pwrite wrote nothing");
+    }
+    done += static_cast<size_t>(n);
+  }
+  return okStatus();
+}
+
+Status Applier::applyCreate(const Op& op) {
+  HALO_ASSIGN_OR_RETURN(Parent p, openParent(root_fd_, op.path));
+  // O_EXCL also refuses an existing symlink instead of following it.
+  int raw = ::openat(p.fd, p.name.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC,
+                     op.mode & 07777);
+  if (raw < 0) {
+    return errnoStatus("openat O_CREAT", errno);
+  }
+  UniqueFd fd(raw);
+  // chown before chmod: chown clears set-user-ID bits.
+  if (::fchown(fd.get(), op.uid, op.gid) != 0) {
+    return errnoStatus("fchown", errno);
+  }
+  if (::fchmod(fd.get(), op.mode & 07777) != 0) {
+    return errnoStatus("fchmod", errno);
+  }
+  cacheFd(op.path, fd.release());  // writes usually follow a create
+  return okStatus();
+}
+
+Status Applier::applyMknod(const Op& op) {
+  HALO_ASSIGN_OR_RETURN(Parent p, openParent(root_fd_, op.path));
+  if (::mknodat(p.fd, p.name.c_str(), op.mode, op.rdev) != 0) {
+    return errnoStatus("mknodat", errno);
+  }
+  HALO_RETURN_IF_ERROR(chownAt(p, op.uid, op.gid));
+  return chmodAt(p, op.mode);
+}
+
+Status Applier::applyMkdir(const Op& op) {
+  HALO_ASSIGN_OR_RETURN(Parent p, openParent(root_fd_, op.path));
+  if (::mkdirat(p.fd, p.name.c_str(), op.mode & 07777) != 0) {
+    return errnoStatus("mkdirat", errno);
+  }
+  HALO_RETURN_IF_ERROR(chownAt(p, op.uid, op.gid));
+  return chmodAt(p, op.mode);
+}
+
+Status Applier::applyRemove(const Op& op, int at_flags) {
+  HALO_ASSIGN_OR_RETURN(Parent p, openParent(root_fd_, op.path));
+  dropCached(op.path);
+  if (::unlinkat(p.fd, p.name.c_str(), at_flags) != 0) {
+    return errnoStatus("unlinkat", errno);
+  }
+  return okStatus();
+}
+
+Status Applier::applyRename(const Op& op) {
+  if ((op.flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) != 0) {
+    return invalidArgument("flags " + std::to_string(op.flags) + " not supported");
+  }
+  HALO_ASSIGN_OR_RETURN(Parent from, openParent(root_fd_, op.path));
+  HALO_ASSIGN_OR_RETURN(Parent to, openParent(root_fd_, op.path2));
+  // Cached descriptors stay valid across a rename, but their keys would be wrong.
+  dropCached(op.path);
+  dropCached(op.path2);
+  if (::renameat2(from.fd, from.name.c_str(), to.fd, to.name.c_str(),
+                  static_cast<unsigned>(op.flags)) != 0) {
+    return errnoStatus("renameat2", errno);
+  }
+  return okStatus();
+}
+
+Status Applier::applyLink(const Op& op) {
+  HALO_ASSIGN_OR_RETURN(Parent from, openParent(root_fd_, op.path));
+  HALO_ASSIGN_OR_RETURN(Parent to, openParent(root_fd_, op.path2));
+  if (::linkat(from.fd, from.name.c_str(), to.fd, to.name.c_str(), 0) != 0) {
+    return errnoStatus("linkat", errno);
+  }
+  return okStatus();
+}
+
+Status Applier::applySymlink(const Op& op) {
+  HALO_ASSIGN_OR_RETURN(Parent p, openParent(root_fd_, op.path));
+  if (::symlinkat(op.path2.c_str(), p.fd, p.name.c_str()) != 0) {
+    return errnoStatus("symlinkat", errno);
+  }
+  return chownAt(p, op.uid, op.gid);
+}
+
+Status Applier::applySetAttr(const Op& op) {
+  constexpr int32_t kKnown = kSetMode | kSetUid | kSetGid | kSetSize | kSetAtime | kSetMtime;
+  if ((op.flags & ~kKnown) != 0) {
+    return invalidArgument("unknown SetAttr flags " + std::to_string(op.flags));
+  }
+  // Size first and times last: truncation updates mtime, chown clears set-user-ID bits.
+  if (op.flags & kSetSize) {
+    HALO_RETURN_IF_ERROR(checkRange(0, op.length));
+    HALO_ASSIGN_OR_RETURN(int fd, writeFd(op.path));
+    if (::ftruncate(fd, static_cast<off_t>(op.length)) != 0) {
+      return errnoStatus("ftruncate", errno);
+    }
+  }
+  HALO_ASSIGN_OR_RETURN(Parent p, openParent(root_fd_, op.path));
+  if (op.flags & (kSetUid | kSetGid)) {
+    uid_t uid = (op.flags & kSetUid) ? op.uid : static_cast<uid_t>(-1);
+    gid_t gid = (op.flags & kSetGid) ? op.gid : static_cast<gid_t>(-1);
+    HALO_RETURN_IF_ERROR(chownAt(p, uid, gid));
+  }
+  if (op.flags & kSetMode) {
+    struct stat st {};
+    if (::fstatat(p.fd, p.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+      return errnoStatus("fstatat", errno);
+    }
+    // fchmodat would follow a symlink; Linux has no symlink permissions to set anyway.
+    if (S_ISLNK(st.st_mode)) {
+      return errnoStatus("fchmodat on a symlink", EOPNOTSUPP);
+    }
+    HALO_RETURN_IF_ERROR(chmodAt(p, op.mode));
+  }
+  if (op.flags & (kSetAtime | kSetMtime)) {
+    timespec ts[2] = {{0, UTIME_OMIT}, {0, UTIME_OMIT}};
+    if (op.flags & kSetAtime) {
+      ts[0] = {static_cast<time_t>(op.atime_sec), static_cast<long>(op.atime_nsec)};
+    }
+    if (op.flags & kSetMtime) {
+      ts[1] = {static_cast<time_t>(op.mtime_sec), static_cast<long>(op.mtime_nsec)};
+    }
+    if (::utimensat(p.fd, p.name.c_str(), ts, AT_SYMLINK_NOFOLLOW) != 0) {
+      return errnoStatus("utimensat", errno);
+    }
+  }
+  return okStatus();
+}
+
+Status Applier::applyFallocate(const Op& op) {
+  HALO_RETURN_IF_ERROR(checkRange(op.offset, op.length));
+  HALO_ASSIGN_OR_RETURN(int fd, writeFd(op.path));
+  if (::fallocate(fd, op.flags, static_cast<off_t>(op.offset), static_cast<off_t>(op.length)) !=
+      0) {
+    return errnoStatus("fallocate", errno);
+  }
+  return okStatus();
+}
+
+Status Applier::applyXattr(const Op& op) {
+  HALO_ASSIGN_OR_RETURN(Parent p, openParent(root_fd_, op.path));
+  // The magic link only jumps to the parent, already resolved beneath the root; the l* calls do
+  // not follow the last component (see the header).
+  std::string at = "/proc/self/fd/" + std::to_string(p.fd) + "/" + p.name;
+  if (op.type == OpType::RemoveXattr) {
+    if (::lremovexattr(at.c_str(), op.name.c_str()) != 0) {
+      return errnoStatus("lremovexattr " + op.name, errno);
+    }
+    return okStatus();
+  }
+  if ((op.flags & ~(XATTR_CREATE | XATTR_REPLACE)) != 0) {
+    return invalidArgument("unknown setxattr flags " + std::to_string(op.flags));
+  }
+  if (::lsetxattr(at.c_str(), op.name.c_str(), op.data.data(), op.data.size(), op.flags) != 0) {
+    return errnoStatus("lsetxattr " + op.name, errno);
+  }
+  return okStatus();
+}
+
+Status Applier::applyFsync(const Op& op) {
+  if (!options_.sync_on_fsync) {
+    return okStatus();  // async="second": the page cache of this node is the promise
+  }
+  if (op.path.empty()) {
+    // syncfs and fsync refuse O_PATH descriptors.
+    HALO_ASSIGN_OR_RETURN(UniqueFd dir, openBeneath(root_fd_, "", O_RDONLY | O_DIRECTORY));
+    if (::syncfs(dir.get()) != 0) {
+      return errnoStatus("syncfs", errno);
+    }
+    return okStatus();
+  }
+  HALO_ASSIGN_OR_RETURN(UniqueFd probe, openBeneath(root_fd_, op.path, O_PATH | O_NOFOLLOW));
+  struct stat st {};
+  if (::fstat(probe.get(), &st) != 0) {
+    return errnoStatus("fstat", errno);
+  }
+  UniqueFd dir;
+  int fd = -1;
+  if (S_ISREG(st.st_mode)) {
+    HALO_ASSIGN_OR_RETURN(fd, writeFd(op.path));
+  } else if (S_ISDIR(st.st_mode)) {
+    HALO_ASSIGN_OR_RETURN(dir, openBeneath(root_fd_, op.path, O_RDONLY | O_DIRECTORY));
+    fd = dir.get();
+  } else {
+    return okStatus();  // special files and symlinks have no data; their inode is in the dir
+  }
+  if ((op.datasync ? ::fdatasync(fd) : ::fsync(fd)) != 0) {
+    return errnoStatus(op.datasync ? "fdatasync" : "fsync", errno);
+  }
+  return okStatus();
+}
+
+Result<int> Applier::writeFd(const std::string& path) {
+  auto it = by_path_.find(path);
+  if (it != by_path_.end()) {
+    lru_.splice(lru_.begin(), lru_, it->second);
+    return it->second->fd;
+  }
+  // Look before opening: opening a device node or a FIFO for writing has effects of its own.
+  HALO_ASSIGN_OR_RETURN(UniqueFd probe, openBeneath(root_fd_, path, O_PATH | O_NOFOLLOW));
+  struct stat before {};
+  if (::fstat(probe.get(), &before) != 0) {
+    return errnoStatus("fstat", errno);
+  }
+  if (!S_ISREG(before.st_mode)) {
+    return failedPrecondition("not a regular file");
+  }
+  // O_NONBLOCK has no effect on a regular file and keeps a swapped-in FIFO from blocking us.
+  HALO_ASSIGN_OR_RETURN(UniqueFd fd,
+                        openBeneath(root_fd_, path, O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY));
+  struct stat after {};
+  if (::fstat(fd.get(), &after) != 0) {
+    return errnoStatus("fstat", errno);
+  }
+  if (after.st_dev != before.st_dev || after.st_ino != before.st_ino) {
+    return failedPrecondition("file replaced while opening");
+  }
+  int raw = fd.release();
+  cacheFd(path, raw);
+  return raw;
+}
+
+void Applier::cacheFd(const std::string& path, int fd) {
+  dropCached(path);
+  while (lru_.size() >= options_.open_files) {
+    ::close(lru_.back().fd);
+    by_path_.erase(lru_.back().path);
+    lru_.pop_back();
+  }
+  lru_.push_front({path, fd});
+  by_path_[path] = lru_.begin();
+}
+
+void Applier::dropCached(const std::string& path) {
+  for (auto it = lru_.begin(); it != lru_.end();) {
+    const std::string& p = it->path;
+    bool under =
+        p.size() > path.size() && p.compare(0, path.size(), path) == 0 && p[path.size()] == '/';
+    if (p == path || under) {
+      ::close(it->fd);
+      by_path_.erase(p);
+      it = lru_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+}  // namespace halo::rfs

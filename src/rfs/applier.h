@@ -1,0 +1,86 @@
+#pragma once
+// Applier: the secondary's side of the replication stream (DESIGN 6.1). It applies each operation
+// to the replicated directory through one descriptor of it. Every path is resolved with openat2
+// and RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS, and the last component is
+// handled by the *at call on its parent's descriptor, so a hostile or buggy stream can neither
+// leave the directory nor follow a symlink (the primary never crosses one: op.h).
+//
+// Write, truncate and fallocate only touch regular files: the descriptor is opened O_PATH and
+// checked before it is reopened for writing, so a device node in the tree is never opened.
+// Extended attributes are set with lsetxattr/lremovexattr on "/proc/self/fd/<parent>/<name>": that
+// works on every file type (fsetxattr refuses O_PATH descriptors, and opening a special file to
+// get a real one has side effects), without following the last component. It needs /proc.
+//
+// Thread-safety: not thread-safe; one receiver thread owns it.
+
+#include <cstddef>
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <string>
+#include <unordered_map>
+
+#include "base/status.h"
+#include "rfs/op.h"
+
+namespace halo::rfs {
+
+struct ApplierOptions {
+  bool sync_on_fsync = false;  // async="none": an Fsync op fsyncs (fdatasync) on this node too
+  size_t open_files = 64;      // bound on cached open descriptors (the open-file limit can be low)
+};
+
+class Applier {
+ public:
+  // `root`: path of the replicated directory on this node; opened once (O_PATH|O_DIRECTORY).
+  static Result<std::unique_ptr<Applier>> open(const std::string& root,
+                                               ApplierOptions options = {});
+  ~Applier();
+  Applier(const Applier&) = delete;
+  Applier& operator=(const Applier&) = delete;
+
+  // Applies one operation to the tree. Errors name the operation type, its path and errno's
+  // text. Ops must come in sequence order (seq strictly increasing, else FailedPrecondition).
+  // An invalid op (validateOp) is InvalidArgument. Only a successful op advances lastSeq(), so a
+  // failed one may be retried; a failure can leave the op half done (e.g. Create done, chown not).
+  Status apply(const Op& op);
+  uint64_t lastSeq() const { return last_seq_; }
+  // Descriptors currently cached for writing (tests check the bound).
+  size_t cachedFiles() const { return lru_.size(); }
+
+ private:
+  struct CachedFd {
+    std::string path;
+    int fd;
+  };
+
+  Applier(int root_fd, ApplierOptions options);
+
+  Status applyWrite(const Op& op);
+  Status applyCreate(const Op& op);
+  Status applyMknod(const Op& op);
+  Status applyMkdir(const Op& op);
+  Status applyRemove(const Op& op, int at_flags);
+  Status applyRename(const Op& op);
+  Status applyLink(const Op& op);
+  Status applySymlink(const Op& op);
+  Status applySetAttr(const Op& op);
+  Status applyFallocate(const Op& op);
+  Status applyXattr(const Op& op);
+  Status applyFsync(const Op& op);
+
+  // A cached O_WRONLY descriptor of regular file `path`, opened (and the least recently used one
+  // closed) on a miss.
+  Result<int> writeFd(const std::string& path);
+  void cacheFd(const std::string& path, int fd);
+  // Closes the cached descriptors of `path` and of everything under it.
+  void dropCached(const std::string& path);
+
+  int root_fd_;
+  ApplierOptions options_;
+  uint64_t last_seq_ = 0;
+  std::list<CachedFd> lru_;  // most recently used first
+  std::unordered_map<std::string, std::list<CachedFd>::iterator> by_path_;
+};
+
+}  // namespace halo::rfs

@@ -1,0 +1,90 @@
+#pragma once
+// The replication stream (DESIGN 6.1): every modifying operation on a replicated directory, as
+// the primary applied it, named by paths relative to the replicated directory (inode numbers and
+// file handles are node-local and mean nothing on the peer). The secondary applies the stream in
+// order (applier.h). Paths never cross a symlink: the primary's FUSE layer sees every component.
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "base/status.h"
+
+namespace halo::rfs {
+
+enum class OpType : uint8_t {
+  Write = 1,    // path, offset, data
+  Create,       // path, mode (S_IFREG | perms), uid, gid: an empty regular file
+  Mknod,        // path, mode (S_IFIFO/S_IFCHR/S_IFBLK/S_IFSOCK | perms), rdev, uid, gid
+  Mkdir,        // path, mode (perms), uid, gid
+  Unlink,       // path (not a directory)
+  Rmdir,        // path (an empty directory)
+  Rename,       // path -> path2, flags (RENAME_NOREPLACE / RENAME_EXCHANGE)
+  Link,         // path (existing) -> path2 (new hard link)
+  Symlink,      // path (the new link), path2 (its target, raw bytes, may be absolute), uid, gid
+  SetAttr,      // path, flags (kSet* mask) with mode / uid / gid / length (size) / times
+  Fallocate,    // path, flags (fallocate mode), offset, length
+  SetXattr,     // path, name, data (value), flags (XATTR_CREATE / XATTR_REPLACE)
+  RemoveXattr,  // path, name
+  Fsync,        // path ("" = the whole tree, syncfs); datasync
+};
+const char* opTypeName(OpType t);
+
+// SetAttr flags: which attributes the operation sets.
+inline constexpr int32_t kSetMode = 1;
+inline constexpr int32_t kSetUid = 2;
+inline constexpr int32_t kSetGid = 4;
+inline constexpr int32_t kSetSize = 8;
+inline constexpr int32_t kSetAtime = 16;  // atime_*; atime_nsec may be UTIME_NOW
+inline constexpr int32_t kSetMtime = 32;  // mtime_*; mtime_nsec may be UTIME_NOW
+
+// Bounds a decoder enforces (and an encoder's caller respects): a write carries at most
+// kMaxData bytes (the FUSE max_write), a path at most kMaxPath bytes.
+inline constexpr size_t kMaxData = 1 << 20;
+inline constexpr size_t kMaxXattrValue = 64 * 1024;
+inline constexpr size_t kMaxPath = 4096;
+inline constexpr size_t kMaxXattrName = 255;
+
+struct Op {
+  OpType type = OpType::Write;
+  uint64_t seq = 0;   // stream sequence number, strictly increasing from 1
+  std::string path;   // relative: no leading '/', no "." or ".." component, no empty component;
+                      // "" names the replicated directory itself (SetAttr, xattrs, Fsync)
+  std::string path2;  // Rename/Link: the new path; Symlink: the target
+  uint32_t mode = 0;
+  uint64_t rdev = 0;
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  uint64_t offset = 0;
+  uint64_t length = 0;  // Fallocate: length; SetAttr with kSetSize: the new size
+  int32_t flags = 0;
+  int64_t atime_sec = 0;
+  int64_t atime_nsec = 0;
+  int64_t mtime_sec = 0;
+  int64_t mtime_nsec = 0;
+  bool datasync = false;  // Fsync
+  std::string name;       // xattr name
+  std::string data;       // Write: the bytes; SetXattr: the value
+  bool operator==(const Op&) const = default;
+};
+
+// Whether `path` is a valid relative path of the stream (see Op::path); `allow_root` accepts "".
+bool validRelativePath(std::string_view path, bool allow_root);
+
+// Checks an operation against the stream's rules: its type is known, its paths are valid for the
+// type (path2 a valid relative path for Rename/Link, a non-empty target without NUL for
+// Symlink), the bounds above hold, string fields the type does not use are empty, and the file
+// type bits of `mode` fit Create/Mkdir/Mknod. decodeOp applies it to every record and the applier
+// to every operation, so neither trusts the other.
+Status validateOp(const Op& op);
+
+// Appends one self-delimiting record (u32 little-endian length, then the fields) to *out.
+void encodeOp(const Op& op, std::string* out);
+// Decodes the record at the front of `in`. Returns the op and the bytes it used; Unavailable
+// when `in` holds less than one whole record (read more); InvalidArgument naming the field for a
+// malformed record (bad type, bound exceeded, invalid path, trailing bytes). Never reads past
+// `in`.
+Result<std::pair<Op, size_t>> decodeOp(std::string_view in);
+
+}  // namespace halo::rfs
