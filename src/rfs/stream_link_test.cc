@@ -4,9 +4,7 @@
 #include "rfs/stream_link.h"
 
 #include <fcntl.h>
-#include <net/if.h>
 #include <sched.h>
-#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -16,6 +14,8 @@
 #include <sstream>
 
 #include <gtest/gtest.h>
+
+#include "sys/netns_test_util.h"
 
 namespace halo::rfs {
 namespace {
@@ -28,13 +28,7 @@ class PrivateNetwork : public ::testing::Environment {
     if (unshare(CLONE_NEWNET) != 0) {
       GTEST_SKIP() << "needs root (unshare CLONE_NEWNET)";
     }
-    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    ifreq ifr{};
-    std::strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
-    ioctl(fd, SIOCGIFFLAGS, &ifr);
-    ifr.ifr_flags |= IFF_UP;
-    ioctl(fd, SIOCSIFFLAGS, &ifr);
-    close(fd);
+    ASSERT_TRUE(sys::testutil::bringLoopbackUp());
   }
 };
 const auto* const kEnv = ::testing::AddGlobalTestEnvironment(new PrivateNetwork);

@@ -9,9 +9,11 @@
 #include <fcntl.h>
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
+#include <net/if.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -29,6 +31,22 @@
 #include "sys/netlink_addr.h"
 
 namespace halo::sys::testutil {
+
+// Sets `lo` up in the calling thread's network namespace (a fresh namespace has it down): for
+// test binaries that unshare(CLONE_NEWNET) at start and talk over 127.0.0.1.
+inline bool bringLoopbackUp() {
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    return false;
+  }
+  ifreq ifr{};
+  std::strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
+  bool ok = ioctl(fd, SIOCGIFFLAGS, &ifr) == 0;
+  ifr.ifr_flags |= IFF_UP;
+  ok = ok && ioctl(fd, SIOCSIFFLAGS, &ifr) == 0;
+  close(fd);
+  return ok;
+}
 
 // Runs a shell command, returns its output; `rc` receives the exit status.
 inline std::string run(const std::string& cmd, int* rc = nullptr) {

@@ -1,0 +1,54 @@
+#pragma once
+// FuseFs: the primary's interception of a replicated directory (DESIGN 6.1). A FUSE file system
+// (libfuse3 low-level API) is mounted over the directory at its own path; every operation is
+// performed on the real directory through a descriptor opened before the mount, and every
+// modifying operation that succeeded locally is handed to an OpSink in the order it was applied.
+//
+// Inodes are identified by their (parent, name) links, not by open descriptors: the open-file
+// limit is low and fixed while replicated trees hold millions of files. Files and directories are
+// opened only between open/create and release (opendir and releasedir).
+//
+// Thread-safety: mount() and unmount() from one owner thread; the file system runs on its own
+// threads and calls the sink from them (submit under its ordering lock, waitAcked without it).
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "base/status.h"
+#include "rfs/sink.h"
+
+namespace halo::rfs {
+
+struct FuseOptions {
+  std::string dir;  // the replicated directory; the mount covers it at the same path
+  // Relative path -> replicated or not (notreplicated exclusions). Null: everything is.
+  std::function<bool(std::string_view rel_path)> replicated;
+  bool read_only = false;
+  unsigned threads = 8;  // FUSE worker threads (clone_fd multithreaded loop)
+};
+
+class FuseFs {
+ public:
+  // Opens options.dir (O_PATH|O_DIRECTORY) BEFORE mounting, then mounts FUSE over that same path
+  // (fuse_session_new + fuse_session_mount), and starts the multithreaded loop on its own thread.
+  // Every operation is performed on the real directory through the descriptor opened first.
+  // `sink` must outlive the FuseFs.
+  static Result<std::unique_ptr<FuseFs>> mount(FuseOptions options, OpSink& sink);
+  ~FuseFs();  // unmount(), ignoring its status
+  FuseFs(const FuseFs&) = delete;
+  FuseFs& operator=(const FuseFs&) = delete;
+
+  // Lazy umount2(MNT_DETACH), waits for the loop to end (aborting the FUSE connection after 10 s
+  // if a file is still open on the detached mount), then fuse_session_unmount. Idempotent.
+  Status unmount();
+
+  class Impl;  // public so the C callbacks in fuse_fs.cc can name it
+
+ private:
+  explicit FuseFs(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace halo::rfs
