@@ -239,6 +239,18 @@ CommandResult TestNode::exec(const std::vector<std::string>& argv,
   return runCommand(full, {"HALO_ROOT=" + root_}, timeout);
 }
 
+CommandResult TestNode::execMounted(const std::vector<std::string>& argv,
+                                    std::chrono::seconds timeout) const {
+  const pid_t daemon = daemonPid();
+  if (daemon <= 1) {
+    return CommandResult{-1, "halod is not running in " + netns_};
+  }
+  std::vector<std::string> full = {"nsenter", "--target", std::to_string(daemon), "--mount",
+                                   "--net"};
+  full.insert(full.end(), argv.begin(), argv.end());
+  return runCommand(full, {"HALO_ROOT=" + root_}, timeout);
+}
+
 CommandResult TestNode::halo(const std::vector<std::string>& args,
                              std::chrono::seconds timeout) const {
   std::vector<std::string> argv = {toolPath("halo")};

@@ -36,6 +36,11 @@ class TestNode {
   // Runs any command inside the node's namespace with its HALO_ROOT.
   CommandResult exec(const std::vector<std::string>& argv,
                      std::chrono::seconds timeout = std::chrono::seconds(60)) const;
+  // Runs a command in the node's network namespace AND in halod's mount namespace, so it sees
+  // the mounts the node's processes made (a replicated directory's FUSE mount): `ip netns exec`
+  // gives each command a fresh mount namespace of its own. Needs halod running.
+  CommandResult execMounted(const std::vector<std::string>& argv,
+                            std::chrono::seconds timeout = std::chrono::seconds(60)) const;
   // Starts halod (returns once its socket answers); false with the reason in `why`.
   bool startDaemon(std::string* why);
   pid_t daemonPid() const;

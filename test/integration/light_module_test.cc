@@ -438,5 +438,18 @@ TEST_F(LightModuleTest, ConfigurationNamesMissingExecutablesAndClusterFiles) {
   EXPECT_EQ(node_->halo({"state", "-m", "mir"}).output, "mir: STOP (NotReady)\n");
 }
 
+TEST_F(LightModuleTest, HarnessRunsCommandsInTheNodesMountNamespace) {
+  // A mount made by the node's processes (as a replicated directory's FUSE mount will be) is
+  // visible through execMounted, and neither through exec nor on the machine.
+  const std::string mnt = node_->root() + "/mnt";
+  std::filesystem::create_directories(mnt);
+  auto r = node_->execMounted({"mount", "-t", "tmpfs", "tmpfs", mnt});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string probe = "grep -q ' " + mnt + " ' /proc/self/mounts";
+  EXPECT_EQ(node_->execMounted({"sh", "-c", probe}).exit_code, 0);
+  EXPECT_NE(node_->exec({"sh", "-c", probe}).exit_code, 0);
+  EXPECT_NE(runCommand({"sh", "-c", probe}, {}).exit_code, 0);
+}
+
 }  // namespace
 }  // namespace halo::test
