@@ -81,11 +81,14 @@ int waitFor(Cli& cli, const std::string& kind, const std::string& target,
         // Nothing will bring a runtime back: waiting longer cannot succeed.
         return cli.fail("module " + m + " is " + st.state.describe() +
                         " but its runtime is not running and halod is not restarting it; start "
-                        "halod, or start the module again with halo start -m " + m);
+                        "halod, or start the module again with halo start -m " +
+                        m);
       }
       if (stopped && !pending) {
-        return cli.fail("module " + m + " is " + st.state.describe() + "; start it with halo "
-                        "start -m " + m);
+        return cli.fail("module " + m + " is " + st.state.describe() +
+                        "; start it with halo "
+                        "start -m " +
+                        m);
       }
     }
     usleep(100000);
@@ -171,8 +174,10 @@ int controlWait(Cli& cli, const std::string& kind, const std::string& state,
   if (kind == "state") {
     auto parsed = core::parseMainState(state);
     if (!parsed) {
-      return cli.fail("unknown state '" + state + "' (expected STOP, WAIT, ALONE, PRIM, SECOND "
-                      "or UP)", kExitUsage);
+      return cli.fail("unknown state '" + state +
+                          "' (expected STOP, WAIT, ALONE, PRIM, SECOND "
+                          "or UP)",
+                      kExitUsage);
     }
     target = core::mainStateName(*parsed);
   }
@@ -194,13 +199,12 @@ void printMirror(const nlohmann::json& m) {
             << (g.value("alone", false) ? ", written alone" : "") << ", role epoch "
             << g.value("role_epoch", uint64_t{0}) << "\n";
   for (const auto& h : m.value("heartbeats", nlohmann::json::array())) {
-    const uint64_t refused = h.value("forged", uint64_t{0}) + h.value("replayed", uint64_t{0}) +
-                             h.value("truncated", uint64_t{0}) + h.value("bad_magic", uint64_t{0}) +
-                             h.value("foreign_module", uint64_t{0}) +
-                             h.value("key_mismatch", uint64_t{0}) +
-                             h.value("malformed", uint64_t{0}) +
-                             h.value("wrong_source", uint64_t{0}) +
-                             h.value("wrong_node", uint64_t{0});
+    const uint64_t refused =
+        h.value("forged", uint64_t{0}) + h.value("replayed", uint64_t{0}) +
+        h.value("truncated", uint64_t{0}) + h.value("bad_magic", uint64_t{0}) +
+        h.value("foreign_module", uint64_t{0}) + h.value("key_mismatch", uint64_t{0}) +
+        h.value("malformed", uint64_t{0}) + h.value("wrong_source", uint64_t{0}) +
+        h.value("wrong_node", uint64_t{0});
     std::cout << "  heartbeat: " << std::left << std::setw(12) << h.value("ident", "") << " "
               << (h.value("up", false) ? "up  " : "down") << "  sent "
               << h.value("sent", uint64_t{0}) << ", accepted " << h.value("accepted", uint64_t{0})

@@ -458,8 +458,8 @@ std::vector<MirrorAction> MirrorMachine::recover(ModuleState persisted) {
   std::vector<MirrorAction> out;
   const MainState m = persisted.main;
   const bool role = m == MainState::Prim || m == MainState::Alone || m == MainState::Second;
-  out.push_back(LogLine{Severity::Info, "Resuming after a runtime restart in " +
-                                            persisted.describe()});
+  out.push_back(
+      LogLine{Severity::Info, "Resuming after a runtime restart in " + persisted.describe()});
   if (m == MainState::Stop) {
     return out;
   }

@@ -44,9 +44,10 @@ Result<sys::IpAddr> resolve(const std::string& text) {
     return notFound("cannot resolve '" + a + "': " + gai_strerror(rc));
   }
   char buf[INET6_ADDRSTRLEN] = {};
-  const void* src = res->ai_family == AF_INET
-                        ? static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(res->ai_addr)->sin_addr)
-                        : static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(res->ai_addr)->sin6_addr);
+  const void* src =
+      res->ai_family == AF_INET
+          ? static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(res->ai_addr)->sin_addr)
+          : static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(res->ai_addr)->sin6_addr);
   inet_ntop(res->ai_family, src, buf, sizeof buf);
   freeaddrinfo(res);
   return sys::IpAddr::parse(buf);
@@ -81,8 +82,9 @@ Result<core::DataGeneration> loadGeneration(const std::string& path) {
   HALO_ASSIGN_OR_RETURN(std::string text, sys::readFile(path));
   auto j = nlohmann::json::parse(text, nullptr, false);
   if (j.is_discarded() || !j.is_object()) {
-    return failedPrecondition(path + ": not a generation record; move it away to start from an empty "
-                    "record (this node then counts as not up to date)");
+    return failedPrecondition(path +
+                              ": not a generation record; move it away to start from an empty "
+                              "record (this node then counts as not up to date)");
   }
   core::DataGeneration g;
   g.current = j.value("current", uint64_t{0});
@@ -145,8 +147,9 @@ Result<MirrorSetup> prepareMirror(const Paths& paths, const std::string& module,
                                   const config::ModuleConfig& config) {
   MirrorSetup s;
   if (!sys::pathExists(paths.clusterXml())) {
-    return failedPrecondition("a mirror module needs the cluster configuration: write "
-                              "cluster.xml and run halo cluster config FILE on both nodes");
+    return failedPrecondition(
+        "a mirror module needs the cluster configuration: write "
+        "cluster.xml and run halo cluster config FILE on both nodes");
   }
   HALO_ASSIGN_OR_RETURN(s.cluster, config::parseClusterConfigFile(paths.clusterXml()));
   HALO_RETURN_IF_ERROR(config::validateAgainstCluster(config, s.cluster));
@@ -173,8 +176,8 @@ Result<MirrorSetup> prepareMirror(const Paths& paths, const std::string& module,
   return s;
 }
 
-core::MirrorConfig mirrorMachineConfig(const config::ModuleConfig& config,
-                                       const MirrorSetup& setup, bool failover_setting) {
+core::MirrorConfig mirrorMachineConfig(const config::ModuleConfig& config, const MirrorSetup& setup,
+                                       bool failover_setting) {
   core::MirrorConfig c;
   c.local_node = setup.peers.local;
   c.peer_node = setup.peers.peer;
@@ -192,8 +195,8 @@ core::MirrorConfig mirrorMachineConfig(const config::ModuleConfig& config,
 Result<std::unique_ptr<MirrorIo>> MirrorIo::create(const Paths& paths, const std::string& module,
                                                    const config::ModuleConfig& config,
                                                    MirrorSetup setup, sys::EventLoop& loop,
-                                                   ResourceStore& resources,
-                                                   MirrorEngine& engine, Hooks hooks) {
+                                                   ResourceStore& resources, MirrorEngine& engine,
+                                                   Hooks hooks) {
   std::unique_ptr<MirrorIo> io(new MirrorIo(paths, module, config, std::move(setup), loop,
                                             resources, engine, std::move(hooks)));
   if (config.vip) {
@@ -279,8 +282,8 @@ Status MirrorIo::begin(bool recovering) {
     }
     HALO_ASSIGN_OR_RETURN(sys::IpAddr mine, resolve(nodeAddress(*me, true)));
     HALO_ASSIGN_OR_RETURN(sys::IpAddr theirs, resolve(nodeAddress(*peer, false)));
-    o.links.push_back(HeartLink{hb.ident, mine.toString(), theirs.toString(), port, hb.pulse,
-                                hb.timeout});
+    o.links.push_back(
+        HeartLink{hb.ident, mine.toString(), theirs.toString(), port, hb.pulse, hb.timeout});
     setResource("heartbeat." + hb.ident, ResourceState::Init);
   }
   Heart::Events ev;
@@ -290,8 +293,8 @@ Status MirrorIo::begin(bool recovering) {
   ev.link = [this](const std::string& ident, bool up) { onLink(ident, up); };
   ev.all_lost = [this] { onAllLost(); };
   ev.warning = [this](const std::string& m) { log(LogLevel::Error, m); };
-  HALO_ASSIGN_OR_RETURN(heart_, Heart::start(std::move(o), loop_, loop_.time(), std::move(ev),
-                                             proto::osRandomBytes));
+  HALO_ASSIGN_OR_RETURN(
+      heart_, Heart::start(std::move(o), loop_, loop_.time(), std::move(ev), proto::osRandomBytes));
   heart_->setMessage(message());
   // Resources change without a state change (checkers): the peer sees them within a second.
   scheduleRefresh();

@@ -8,11 +8,10 @@
 // Thread-safety: single-threaded, on the runtime's loop (Heart posts its events there).
 
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "base/paths.h"
 #include "config/cluster_config.h"
@@ -51,8 +50,8 @@ struct MirrorSetup {
 };
 Result<MirrorSetup> prepareMirror(const Paths& paths, const std::string& module,
                                   const config::ModuleConfig& config);
-core::MirrorConfig mirrorMachineConfig(const config::ModuleConfig& config,
-                                       const MirrorSetup& setup, bool failover_setting);
+core::MirrorConfig mirrorMachineConfig(const config::ModuleConfig& config, const MirrorSetup& setup,
+                                       bool failover_setting);
 
 class MirrorIo {
  public:
@@ -77,9 +76,8 @@ class MirrorIo {
   nlohmann::json describe() const;
 
  private:
-  MirrorIo(Paths paths, std::string module, const config::ModuleConfig& config,
-           MirrorSetup setup, sys::EventLoop& loop, ResourceStore& resources,
-           MirrorEngine& engine, Hooks hooks);
+  MirrorIo(Paths paths, std::string module, const config::ModuleConfig& config, MirrorSetup setup,
+           sys::EventLoop& loop, ResourceStore& resources, MirrorEngine& engine, Hooks hooks);
   void onReceived(const std::string& ident, const proto::Heartbeat& hb);
   void onLink(const std::string& ident, bool up);
   void onAllLost();

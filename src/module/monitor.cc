@@ -39,12 +39,17 @@ sys::ProbeOutcome probeVipInterface(const std::string& vip, const std::string& i
 
 std::optional<core::Operation> operationFor(core::ActionKind kind) {
   switch (kind) {
-    case core::ActionKind::Stop: return core::Operation::Stop;
-    case core::ActionKind::Stopstart: return core::Operation::Stopstart;
-    case core::ActionKind::Restart: return core::Operation::Restart;
-    case core::ActionKind::Wait: return core::Operation::Wait;
+    case core::ActionKind::Stop:
+      return core::Operation::Stop;
+    case core::ActionKind::Stopstart:
+      return core::Operation::Stopstart;
+    case core::ActionKind::Restart:
+      return core::Operation::Restart;
+    case core::ActionKind::Wait:
+      return core::Operation::Wait;
     case core::ActionKind::Swap:
-    case core::ActionKind::Assign: return std::nullopt;
+    case core::ActionKind::Assign:
+      return std::nullopt;
   }
   return std::nullopt;
 }
@@ -108,15 +113,14 @@ Result<std::unique_ptr<Monitor>> Monitor::create(const Paths& paths, const std::
   if (!machine.ok()) {
     return machine.status();
   }
-  auto m = std::unique_ptr<Monitor>(new Monitor(paths, module, loop, resources, config,
-                                                loop_counter, std::move(hooks),
-                                                std::move(*machine)));
+  auto m = std::unique_ptr<Monitor>(new Monitor(
+      paths, module, loop, resources, config, loop_counter, std::move(hooks), std::move(*machine)));
   return m;
 }
 
-Monitor::Monitor(Paths paths, std::string module, sys::EventLoop& loop,
-                 ResourceStore& resources, const config::ModuleConfig& config,
-                 core::LoopCounter& loop_counter, Hooks hooks, core::FailoverMachine machine)
+Monitor::Monitor(Paths paths, std::string module, sys::EventLoop& loop, ResourceStore& resources,
+                 const config::ModuleConfig& config, core::LoopCounter& loop_counter, Hooks hooks,
+                 core::FailoverMachine machine)
     : paths_(std::move(paths)),
       module_(std::move(module)),
       loop_(loop),
@@ -192,11 +196,11 @@ void Monitor::reapLater(pid_t pid, int pidfd) {
 
 void Monitor::seedSettings(const config::ModuleConfig& config) {
   // Shown as resources; a value an operator set earlier is kept (it persists).
-  const std::pair<const char*, bool> defaults[] = {{"usersetting.checker", true},
-                                                   {"usersetting.errd", true},
-                                                   {"usersetting.failover",
-                                                    config.service.failover},
-                                                   {"usersetting.boot", false}};
+  const std::pair<const char*, bool> defaults[] = {
+      {"usersetting.checker", true},
+      {"usersetting.errd", true},
+      {"usersetting.failover", config.service.failover},
+      {"usersetting.boot", false}};
   for (const auto& [name, on] : defaults) {
     auto r = resources_.get(name);
     if (r.ok() && !r->has_value()) {
@@ -277,8 +281,8 @@ void Monitor::addCheckers(const config::ModuleConfig& config) {
   for (const auto& m : ck.module) {
     const std::string socket = paths_.moduleSocket(m.name);
     // This node's own address is the local API: no web service needed.
-    const bool remote = m.remote && m.addr != "127.0.0.1" && m.addr != "::1" &&
-                        m.addr != "localhost";
+    const bool remote =
+        m.remote && m.addr != "127.0.0.1" && m.addr != "::1" && m.addr != "localhost";
     add("module." + m.ident, config::CheckWhen::Pre, remote ? m.addr : "local " + m.name,
         m.interval, [m, socket, remote]() -> sys::ProbeOutcome {
           if (remote) {
@@ -316,12 +320,11 @@ std::vector<std::string> Monitor::splitArgs(const std::string& text) {
   return out;
 }
 
-void Monitor::setResource(const std::string& name, ResourceState state,
-                          const std::string& setter) {
+void Monitor::setResource(const std::string& name, ResourceState state, const std::string& setter) {
   auto changed = resources_.set(name, state, setter, loop_.time().systemTime());
   if (changed.ok() && *changed && state != ResourceState::Init) {
-    hooks_.log(LogLevel::Info, kComponent, "Resource " + name + " set to " +
-                                               resourceStateName(state) + " by " + setter);
+    hooks_.log(LogLevel::Info, kComponent,
+               "Resource " + name + " set to " + resourceStateName(state) + " by " + setter);
   }
 }
 
@@ -427,8 +430,8 @@ void Monitor::startCustom(Checker& c) {
   if (!w.ok()) {
     sys::killProcessGroup(child->pid, SIGKILL);
     reapLater(child->pid, child->pidfd);
-    hooks_.log(LogLevel::Error, kComponent, "Custom checker " + c.resource +
-                                                " cannot be watched: " + w.status().message());
+    hooks_.log(LogLevel::Error, kComponent,
+               "Custom checker " + c.resource + " cannot be watched: " + w.status().message());
     return;
   }
   c.pid = child->pid;
@@ -531,9 +534,9 @@ void Monitor::evaluate() {
   if (d.action) {
     auto op = operationFor(d.action->kind);
     if (!op) {
-      hooks_.log(LogLevel::Info, kComponent, "Rule " + d.action->label + " asks for " +
-                                                 core::actionKindName(d.action->kind) +
-                                                 ", which applies to mirror modules only");
+      hooks_.log(LogLevel::Info, kComponent,
+                 "Rule " + d.action->label + " asks for " + core::actionKindName(d.action->kind) +
+                     ", which applies to mirror modules only");
     } else {
       hooks_.request(*op, d.action->label, {});
     }
@@ -610,11 +613,11 @@ void Monitor::pollErrd() {
       case config::ProcAction::Restart: {
         std::vector<std::string> extra;
         if (p.config.service && !p.config.restart_services.empty()) {
-          std::string list;
+          std::string services;
           for (const auto& svc : p.config.restart_services) {
-            list += (list.empty() ? "" : ", ") + svc;
+            services += (services.empty() ? "" : ", ") + svc;
           }
-          extra = {"-Services", list};  // reference 3.2.10: restart only these services
+          extra = {"-Services", services};  // reference 3.2.10: restart only these services
         }
         hooks_.request(core::Operation::Restart, "errd", extra);
         break;
@@ -639,8 +642,8 @@ void Monitor::runHandler(const Proc& p) {
                                   {module_, "proc." + p.config.name});
   const std::string path = p.config.handler;
   if (!child.ok()) {
-    hooks_.log(LogLevel::Error, "errd", "Handler " + path + ": " + child.status().message() +
-                                            "; stopstart instead");
+    hooks_.log(LogLevel::Error, "errd",
+               "Handler " + path + ": " + child.status().message() + "; stopstart instead");
     hooks_.request(core::Operation::Stopstart, "errd", {});
     return;
   }
@@ -690,17 +693,15 @@ proto::Reply Monitor::loopCommand(const std::string& verb, const std::string& id
     return proto::okReply("maxloop counter reset");
   }
   if (verb == "checkloop") {
-    return loop_counter_.wouldExceed(now)
-               ? proto::errorReply("maxloop reached: " + status)
-               : proto::okReply(status);
+    return loop_counter_.wouldExceed(now) ? proto::errorReply("maxloop reached: " + status)
+                                          : proto::okReply(status);
   }
   if (!loop_counter_.recordAutomaticAction(now)) {
     hooks_.log(LogLevel::Error, kComponent, "maxloop reached (incloop by " + identity + ")");
     return proto::errorReply("maxloop reached: " + status);
   }
-  return proto::okReply("counted for " + identity + ": " +
-                        std::to_string(loop_counter_.count()) + " of " +
-                        std::to_string(loop_counter_.maxloop()));
+  return proto::okReply("counted for " + identity + ": " + std::to_string(loop_counter_.count()) +
+                        " of " + std::to_string(loop_counter_.maxloop()));
 }
 
 nlohmann::json Monitor::describe() const {

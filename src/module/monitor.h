@@ -9,12 +9,11 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "base/paths.h"
 #include "config/module_config.h"
@@ -46,8 +45,7 @@ class Monitor {
   enum class Gate { Hold, Wait, Go };
 
   static Result<std::unique_ptr<Monitor>> create(const Paths& paths, const std::string& module,
-                                                 sys::EventLoop& loop,
-                                                 ResourceStore& resources,
+                                                 sys::EventLoop& loop, ResourceStore& resources,
                                                  const config::ModuleConfig& config,
                                                  core::LoopCounter& loop_counter, Hooks hooks);
   ~Monitor();
@@ -73,7 +71,7 @@ class Monitor {
   struct Checker {
     std::string resource;  // "tcp.web"
     config::CheckWhen when;
-    std::string target;    // what it probes, for display
+    std::string target;                    // what it probes, for display
     std::unique_ptr<PeriodicProbe> probe;  // null for custom checkers
     HealthCounter health;
     std::string detail;

@@ -17,11 +17,16 @@ constexpr const char* kScripts = "userplug";
 
 LogLevel levelOf(core::Severity s) {
   switch (s) {
-    case core::Severity::Critical: return LogLevel::Critical;
-    case core::Severity::Error: return LogLevel::Error;
-    case core::Severity::User: return LogLevel::User;
-    case core::Severity::State: return LogLevel::State;
-    case core::Severity::Info: return LogLevel::Info;
+    case core::Severity::Critical:
+      return LogLevel::Critical;
+    case core::Severity::Error:
+      return LogLevel::Error;
+    case core::Severity::User:
+      return LogLevel::User;
+    case core::Severity::State:
+      return LogLevel::State;
+    case core::Severity::Info:
+      return LogLevel::Info;
   }
   return LogLevel::Info;
 }
@@ -44,13 +49,15 @@ Result<std::unique_ptr<Runtime>> Runtime::create(RuntimeOptions options, sys::Ev
                               "' has mode=\"farm\", which this Halo build cannot run yet");
   }
   if (cfg->service.mode == config::Mode::Mirror && cfg->rfs) {
-    return failedPrecondition(
-        "module '" + m + "' replicates directories (<rfs>), which this Halo build cannot do "
-        "yet; remove <rfs> to run it without replication");
+    return failedPrecondition("module '" + m +
+                              "' replicates directories (<rfs>), which this Halo build cannot do "
+                              "yet; remove <rfs> to run it without replication");
   }
   if (cfg->service.mode != config::Mode::Mirror && options.start_verb != "start") {
-    return failedPrecondition(options.start_verb + " applies to mirror modules only; use halo "
-                              "start -m " + m);
+    return failedPrecondition(options.start_verb +
+                              " applies to mirror modules only; use halo "
+                              "start -m " +
+                              m);
   }
   HALO_RETURN_IF_ERROR(sys::makeDirs(p.moduleVarDir(m)));
   HALO_ASSIGN_OR_RETURN(ModuleLog log, ModuleLog::open(p.moduleLogDb(m), m));
@@ -60,8 +67,8 @@ Result<std::unique_ptr<Runtime>> Runtime::create(RuntimeOptions options, sys::Ev
   if (cfg->service.mode == config::Mode::Mirror) {
     HALO_ASSIGN_OR_RETURN(mirror, prepareMirror(p, m, *cfg));
     auto failover = res.get("usersetting.failover");
-    const bool failover_on = !(failover.ok() && failover->has_value() &&
-                               (*failover)->state == ResourceState::Down);
+    const bool failover_on =
+        !(failover.ok() && failover->has_value() && (*failover)->state == ResourceState::Down);
     engine = std::make_unique<MirrorEngine>(
         mirrorMachineConfig(*cfg, *mirror, failover_on && cfg->service.failover),
         mirror->generation);
@@ -90,9 +97,10 @@ Status Runtime::begin() {
   const Paths& p = options_.paths;
   const std::string& m = options_.module;
   HALO_RETURN_IF_ERROR(sys::makeDirs(p.run + "/modules", 0700));
-  HALO_ASSIGN_OR_RETURN(server_, sys::LineServer::listen(
-                                     loop_, p.moduleSocket(m),
-                                     [this](auto conn, const auto& line) { onRequest(conn, line); }));
+  HALO_ASSIGN_OR_RETURN(server_, sys::LineServer::listen(loop_, p.moduleSocket(m),
+                                                         [this](auto conn, const auto& line) {
+                                                           onRequest(conn, line);
+                                                         }));
   server_->setClosedHandler([this](sys::LineServer::ConnId conn) {
     std::erase_if(waiters_, [&](const Waiter& w) {
       if (w.conn == conn && w.timer != 0) {
@@ -109,9 +117,9 @@ Status Runtime::begin() {
     hooks.log = [this](LogLevel level, const std::string& component, const std::string& msg) {
       log(level, component, msg);
     };
-    HALO_ASSIGN_OR_RETURN(mirror_io_,
-                          MirrorIo::create(p, m, config_, std::move(*mirror_setup_), loop_,
-                                           resources_, *mirror_, std::move(hooks)));
+    HALO_ASSIGN_OR_RETURN(
+        mirror_io_, MirrorIo::create(p, m, config_, std::move(*mirror_setup_), loop_, resources_,
+                                     *mirror_, std::move(hooks)));
     mirror_setup_.reset();
     HALO_RETURN_IF_ERROR(mirror_io_->begin(options_.recover));
   }
@@ -138,7 +146,7 @@ Status Runtime::begin() {
 
 void Runtime::requestStop(const std::string& caller) {
   control(engine_->operation() == core::Operation::None && !engine_->runningScript() ? "stop"
-                                                                                    : "forcestop",
+                                                                                     : "forcestop",
           caller);
 }
 
@@ -222,13 +230,13 @@ Status Runtime::makeMonitor() {
     log(level, component, msg);
   };
   hooks.script_context = [this] { return scriptContext(); };
-  auto counter = std::make_unique<core::LoopCounter>(config_.service.maxloop,
-                                                     config_.service.loop_interval);
+  auto counter =
+      std::make_unique<core::LoopCounter>(config_.service.maxloop, config_.service.loop_interval);
   if (loop_counter_) {
     counter->restore(loop_counter_->save());
   }
-  auto m = Monitor::create(options_.paths, options_.module, loop_, resources_, config_,
-                           *counter, std::move(hooks));
+  auto m = Monitor::create(options_.paths, options_.module, loop_, resources_, config_, *counter,
+                           std::move(hooks));
   if (!m.ok()) {
     return m.status();
   }
@@ -317,12 +325,12 @@ void Runtime::runScript(const core::RunScript& script) {
   for (const auto& a : script.args) {
     call += " " + a;
   }
-  scripts_.run(script, scriptContext(), timeout,
-               [this, call](const std::string& userlog) {
-                 log(LogLevel::Info, kScripts,
-                     "Script " + call + (userlog.empty() ? "" : " > " + userlog));
-               },
-               done);
+  scripts_.run(
+      script, scriptContext(), timeout,
+      [this, call](const std::string& userlog) {
+        log(LogLevel::Info, kScripts, "Script " + call + (userlog.empty() ? "" : " > " + userlog));
+      },
+      done);
 }
 
 void Runtime::trimUserlogs() {
@@ -349,8 +357,8 @@ void Runtime::trimUserlogs() {
 void Runtime::onRequest(sys::LineServer::ConnId conn, const std::string& line) {
   auto req = proto::decodeRequest(line);
   if (!req.ok()) {
-    server_->reply(conn, proto::encodeReply(proto::errorReply(
-                             "malformed request: " + req.status().message(), 2)));
+    server_->reply(conn, proto::encodeReply(
+                             proto::errorReply("malformed request: " + req.status().message(), 2)));
     return;
   }
   bool deferred = false;
@@ -405,8 +413,9 @@ proto::Reply Runtime::reload() {
                              cfg.status().message());
   }
   if (cfg->service.mode != config_.service.mode) {
-    return proto::errorReply("reload refused: the mode cannot change while the module runs; "
-                             "stop the module, then run halo config");
+    return proto::errorReply(
+        "reload refused: the mode cannot change while the module runs; "
+        "stop the module, then run halo config");
   }
   config_ = std::move(*cfg);
   // Checkers and errd are dynamic (reference 3.2): rebuild the monitor on the new config.
@@ -464,9 +473,8 @@ proto::Reply Runtime::handle(sys::LineServer::ConnId conn, const proto::Request&
     checkWaiters();
     return {};
   }
-  static const std::set<std::string> kVerbs = {"start", "stop",   "restart",   "stopstart",
-                                                "forcestop", "swap", "prim", "second",
-                                                "primforce"};
+  static const std::set<std::string> kVerbs = {"start", "stop", "restart", "stopstart", "forcestop",
+                                               "swap",  "prim", "second",  "primforce"};
   if (kVerbs.count(req.cmd) != 0) {
     if (!req.identity.empty() && (req.cmd == "restart" || req.cmd == "stopstart")) {
       automatic(req.cmd, req.identity);  // -i: counted against maxloop (reference 5)

@@ -22,8 +22,8 @@ Result<std::unique_ptr<ReplicationFilter>> ReplicationFilter::create(
         p.pop_back();
       }
       if (p.empty() || p.front() == '/') {
-        return invalidArgument(where + "notreplicated path '" + n.path +
-                               "' must be relative to " + dir.dir);
+        return invalidArgument(where + "notreplicated path '" + n.path + "' must be relative to " +
+                               dir.dir);
       }
       f->paths_.push_back(std::move(p));
       continue;
@@ -67,7 +67,7 @@ bool ReplicationFilter::replicated(std::string_view rel_path) const {
     return true;  // the replicated directory itself always is
   }
   // The path and each ancestor ("a", "a/b", "a/b/c"): one excluded excludes what is below.
-  for (size_t end = rel_path.find('/'); ; end = rel_path.find('/', end + 1)) {
+  for (size_t end = rel_path.find('/');; end = rel_path.find('/', end + 1)) {
     if (excludedItself(rel_path.substr(0, end))) {
       return false;
     }

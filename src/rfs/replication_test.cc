@@ -5,6 +5,7 @@
 // traffic is visible to the rest of the machine.
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <sched.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
@@ -15,8 +16,6 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
-
-#include <gtest/gtest.h>
 
 #include "rfs/applier.h"
 #include "rfs/fuse_fs.h"
@@ -128,7 +127,8 @@ TEST_F(ReplicationTest, SqliteTransactions) {
   ASSERT_EQ(sh("sqlite3 '" + db + "' < '" + tmp_ + "/script.sql'"), 0);
   expectIdenticalTrees();
   // The copy is a valid database with every transaction.
-  ASSERT_EQ(sh("test \"$(sqlite3 '" + secondary_ + "/app.db' 'PRAGMA integrity_check; "
+  ASSERT_EQ(sh("test \"$(sqlite3 '" + secondary_ +
+               "/app.db' 'PRAGMA integrity_check; "
                "SELECT count(*) FROM t;' | tr '\\n' ' ')\" = 'ok 200 '"),
             0);
 }
@@ -147,7 +147,8 @@ TEST_F(ReplicationTest, GitRepositoryOperations) {
 
 TEST_F(ReplicationTest, RenamesTruncatesSparseFilesLinksAndPermissions) {
   const std::string p = primary_;
-  ASSERT_EQ(sh("set -e; cd '" + p + "'; mkdir -p a/b/c; echo one > a/b/c/f; "
+  ASSERT_EQ(sh("set -e; cd '" + p +
+               "'; mkdir -p a/b/c; echo one > a/b/c/f; "
                "mv a/b z; ln z/c/f hard; ln -s z/c/f soft; ln -s /etc/passwd abs; "
                "truncate -s 1G sparse; dd if=/dev/urandom of=sparse bs=4k seek=1000 count=2 "
                "conv=notrunc status=none; printf 0123456789 > t; truncate -s 4 t; "

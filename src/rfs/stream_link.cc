@@ -136,8 +136,8 @@ Status checkHello(const char* h, uint16_t module_id) {
                            std::to_string(static_cast<uint8_t>(h[4])) + ", this node speaks " +
                            std::to_string(kStreamVersion));
   }
-  const uint16_t id = static_cast<uint16_t>(static_cast<uint8_t>(h[6]) |
-                                            (static_cast<uint8_t>(h[7]) << 8));
+  const uint16_t id =
+      static_cast<uint16_t>(static_cast<uint8_t>(h[6]) | (static_cast<uint8_t>(h[7]) << 8));
   if (id != module_id) {
     return invalidArgument("the peer replicates module id " + std::to_string(id) + ", not " +
                            std::to_string(module_id));
@@ -167,8 +167,7 @@ Result<std::unique_ptr<StreamSender>> StreamSender::connect(SenderOptions option
   }
   pollfd p{fd, POLLOUT, 0};
   if (poll(&p, 1, static_cast<int>(options.connect_timeout.count())) <= 0) {
-    return fail("no connection within " + std::to_string(options.connect_timeout.count()) +
-                " ms");
+    return fail("no connection within " + std::to_string(options.connect_timeout.count()) + " ms");
   }
   int err = 0;
   socklen_t len = sizeof err;

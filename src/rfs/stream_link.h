@@ -97,8 +97,7 @@ class StreamReceiver {
  public:
   // Listens and serves one sender at a time on its own thread, applying every operation with
   // `applier` (which must outlive the receiver).
-  static Result<std::unique_ptr<StreamReceiver>> listen(ReceiverOptions options,
-                                                        Applier& applier);
+  static Result<std::unique_ptr<StreamReceiver>> listen(ReceiverOptions options, Applier& applier);
   ~StreamReceiver();
   uint64_t applied() const { return applied_.load(); }
   // The last error that ended a connection ("" if none): a bad record, a failed apply.

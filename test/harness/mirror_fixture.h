@@ -3,6 +3,8 @@
 // a bridge in a third (the switch, 198.18.1.254, which also plays the client and the witness),
 // running the mirror template `web` with its VIP 198.18.1.100.
 
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -12,9 +14,6 @@
 #include <functional>
 #include <memory>
 #include <string>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "harness/test_node.h"
 
@@ -110,14 +109,12 @@ class MirrorFixture : public ::testing::Test {
     ASSERT_EQ(r.exit_code, 0) << n.netns() << " not " << state << ": " << r.output;
   }
 
-  std::string state(const TestNode& n) const {
-    return n.halo({"state", "-m", kModule}).output;
-  }
+  std::string state(const TestNode& n) const { return n.halo({"state", "-m", kModule}).output; }
 
   // What the VIP answers, seen from the switch: the page names the primary's addresses.
   std::string viaVip() const {
-    auto r = lan_->exec({"curl", "-sS", "--max-time", "2",
-                         std::string("http://") + kVip + ":8080/"});
+    auto r =
+        lan_->exec({"curl", "-sS", "--max-time", "2", std::string("http://") + kVip + ":8080/"});
     return r.exit_code == 0 ? r.output : "";
   }
 

@@ -30,8 +30,7 @@ bool processAlive(pid_t pid) { return pid > 0 && kill(pid, 0) == 0; }
 bool killPid(pid_t pid, int sig) { return pid > 1 && kill(pid, sig) == 0; }
 
 CommandResult runCommand(const std::vector<std::string>& argv,
-                         const std::vector<std::string>& extra_env,
-                         std::chrono::seconds timeout) {
+                         const std::vector<std::string>& extra_env, std::chrono::seconds timeout) {
   CommandResult result;
   int out[2];
   if (pipe2(out, O_CLOEXEC) < 0) {
@@ -68,7 +67,8 @@ CommandResult runCommand(const std::vector<std::string>& argv,
   bool timed_out = false;
   while (true) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-                    deadline - std::chrono::steady_clock::now()).count();
+                    deadline - std::chrono::steady_clock::now())
+                    .count();
     if (left <= 0) {
       timed_out = true;
       if (pid > 1) {
@@ -96,8 +96,8 @@ CommandResult runCommand(const std::vector<std::string>& argv,
 }
 
 std::unique_ptr<TestNode> TestNode::create(const std::string& name) {
-  const std::string ns = "halo-t" + std::to_string(getpid()) + "-" + std::to_string(++g_counter) +
-                         "-" + name;
+  const std::string ns =
+      "halo-t" + std::to_string(getpid()) + "-" + std::to_string(++g_counter) + "-" + name;
   char templ[] = "/tmp/halo-it.XXXXXX";
   if (mkdtemp(templ) == nullptr) {
     return nullptr;
@@ -139,8 +139,8 @@ void killNamespaceProcesses(const std::string& netns) {
 }
 
 std::unique_ptr<TestLan> TestLan::create(const std::string& name) {
-  const std::string ns = "halo-t" + std::to_string(getpid()) + "-" + std::to_string(++g_counter) +
-                         "-" + name;
+  const std::string ns =
+      "halo-t" + std::to_string(getpid()) + "-" + std::to_string(++g_counter) + "-" + name;
   auto lan = std::unique_ptr<TestLan>(new TestLan(ns));
   if (runCommand({"ip", "netns", "add", ns}, {}).exit_code != 0) {
     return nullptr;
@@ -164,8 +164,8 @@ TestLan::~TestLan() {
 bool TestLan::attach(const TestNode& node, const std::string& ifname, const std::string& cidr) {
   const std::string port = "p" + std::to_string(++ports_);
   for (const auto& args : std::vector<std::vector<std::string>>{
-           {"ip", "-n", node.netns(), "link", "add", ifname, "type", "veth", "peer", "name",
-            port, "netns", netns_},
+           {"ip", "-n", node.netns(), "link", "add", ifname, "type", "veth", "peer", "name", port,
+            "netns", netns_},
            {"ip", "-n", netns_, "link", "set", port, "master", "br0", "up"},
            {"ip", "-n", node.netns(), "addr", "add", cidr, "dev", ifname},
            {"ip", "-n", node.netns(), "link", "set", ifname, "up"}}) {

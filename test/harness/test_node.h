@@ -64,7 +64,8 @@ class TestNode {
   std::string readFile(const std::string& path) const;
 
  private:
-  TestNode(std::string netns, std::string root) : netns_(std::move(netns)), root_(std::move(root)) {}
+  TestNode(std::string netns, std::string root)
+      : netns_(std::move(netns)), root_(std::move(root)) {}
   std::string netns_;
   std::string root_;
 };

@@ -49,7 +49,6 @@ TEST_F(MirrorFixture, PowerOffOfThePrimaryMovesTheVip) {
   EXPECT_TRUE(vipServedBy("198.18.1.2", std::chrono::seconds(5)));
 }
 
-
 // "2026-11-26 21:19:08.815280" of the first log line containing `text` ("" if none).
 std::string logTime(const TestNode& n, const std::string& text) {
   const std::string log = n.halo({"log", "-A", "-s", "3000", "-m", kModule}).output;
@@ -205,7 +204,8 @@ TEST_F(MirrorFixture, CustomCheckerStopstartMovesTheModule) {
   });
   startPair();
   std::ofstream(n1_->varDir(kModule) + "/fail") << "x";
-  EXPECT_TRUE(eventually([&] { return logHas(*n1_, "Action stopstart from failover rule c_app"); }));
+  EXPECT_TRUE(
+      eventually([&] { return logHas(*n1_, "Action stopstart from failover rule c_app"); }));
   waitState(*n1_, "SECOND");
   waitState(*n2_, "PRIM");
   EXPECT_TRUE(vipServedBy("198.18.1.2", std::chrono::seconds(10)));
@@ -249,11 +249,14 @@ for _ in range(3):
 )PY"});
   ASSERT_EQ(r.exit_code, 0) << r.output;
   std::string verbose;
-  ASSERT_TRUE(eventually([&] {
-    verbose = n1_->halo({"state", "-v", "-m", kModule}).output;
-    return verbose.find("replayed 3") != std::string::npos &&
-           verbose.find("wrong source 3") != std::string::npos;
-  }, std::chrono::seconds(10))) << verbose;
+  ASSERT_TRUE(eventually(
+      [&] {
+        verbose = n1_->halo({"state", "-v", "-m", kModule}).output;
+        return verbose.find("replayed 3") != std::string::npos &&
+               verbose.find("wrong source 3") != std::string::npos;
+      },
+      std::chrono::seconds(10)))
+      << verbose;
   EXPECT_THAT(state(*n1_), HasSubstr("PRIM (Ready)"));
   EXPECT_THAT(state(*n2_), HasSubstr("SECOND (Ready)"));
   EXPECT_EQ(stateChanges(*n1_), changes_before);

@@ -1,13 +1,12 @@
 // Replication between two real nodes: halo-rfs primary in n1 (its FUSE mount lives in n1's mount
 // namespace), halo-rfs secondary in n2, over the bridge between their network namespaces.
 
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 
 #include <filesystem>
 #include <fstream>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "harness/test_node.h"
 #include "rfs/tree_diff.h"
@@ -36,9 +35,9 @@ class RfsNodesTest : public ::testing::Test {
 
   // Starts halo-rfs in the node's namespaces, in the background; its output goes to `log`.
   void start(const TestNode& n, const std::string& args, const std::string& log) {
-    auto r = n.execMounted({"sh", "-c", "setsid " + toolPath("halo-rfs") + " " + args + " > " +
-                                            log + " 2>&1 < /dev/null & echo $! > " + log +
-                                            ".pid"});
+    auto r = n.execMounted({"sh", "-c",
+                            "setsid " + toolPath("halo-rfs") + " " + args + " > " + log +
+                                " 2>&1 < /dev/null & echo $! > " + log + ".pid"});
     ASSERT_EQ(r.exit_code, 0) << r.output;
   }
   bool logged(const TestNode& n, const std::string& log, const std::string& text) {
@@ -48,12 +47,19 @@ class RfsNodesTest : public ::testing::Test {
   void startPair(const std::string& extra_primary = "") {
     secondary_log_ = n2_->root() + "/rfs.log";
     primary_log_ = n1_->root() + "/rfs.log";
-    start(*n2_, "secondary --dir " + n2_->root() + "/data --listen 198.18.1.2 --port 5600 "
-                "--module-id 1", secondary_log_);
+    start(*n2_,
+          "secondary --dir " + n2_->root() +
+              "/data --listen 198.18.1.2 --port 5600 "
+              "--module-id 1",
+          secondary_log_);
     ASSERT_TRUE(logged(*n2_, secondary_log_, "listening on 198.18.1.2:5600"))
         << n2_->readFile(secondary_log_);
-    start(*n1_, "primary --dir " + n1_->root() + "/data --peer 198.18.1.2 --port 5600 "
-                "--module-id 1 " + extra_primary, primary_log_);
+    start(*n1_,
+          "primary --dir " + n1_->root() +
+              "/data --peer 198.18.1.2 --port 5600 "
+              "--module-id 1 " +
+              extra_primary,
+          primary_log_);
     ASSERT_TRUE(logged(*n1_, primary_log_, "mounted")) << n1_->readFile(primary_log_);
     EXPECT_THAT(n1_->readFile(primary_log_), HasSubstr("link up to 198.18.1.2:5600"));
   }
@@ -74,15 +80,16 @@ TEST_F(RfsNodesTest, WritesThroughThePrimaryReachTheSecondary) {
   const std::string data = n1_->root() + "/data";
   auto r = n1_->execMounted(
       {"sh", "-c",
-       "set -e; tar -C /usr/include -cf " + n1_->root() + "/t.tar linux; tar -C " + data +
-           " -xf " + n1_->root() + "/t.tar; cd " + data +
+       "set -e; tar -C /usr/include -cf " + n1_->root() + "/t.tar linux; tar -C " + data + " -xf " +
+           n1_->root() + "/t.tar; cd " + data +
            "; for i in $(seq 1 50); do sqlite3 app.db \"CREATE TABLE IF NOT EXISTS t(v); "
-           "INSERT INTO t VALUES($i);\"; done; mv linux kernel-headers; sync -f " + data});
+           "INSERT INTO t VALUES($i);\"; done; mv linux kernel-headers; sync -f " +
+           data});
   ASSERT_EQ(r.exit_code, 0) << r.output;
   // The application saw FUSE in n1; the machine (and this test) sees the plain directories.
-  EXPECT_EQ(n1_->execMounted({"sh", "-c", "grep -q ' " + data + " fuse' /proc/self/mounts"})
-                .exit_code,
-            0);
+  EXPECT_EQ(
+      n1_->execMounted({"sh", "-c", "grep -q ' " + data + " fuse' /proc/self/mounts"}).exit_code,
+      0);
   stopPrimary();
   auto p = rfs::walkTree(data, {});
   auto s = rfs::walkTree(n2_->root() + "/data", {});
@@ -97,15 +104,15 @@ TEST_F(RfsNodesTest, WritesThroughThePrimaryReachTheSecondary) {
 TEST_F(RfsNodesTest, LosingTheSecondaryNeverFailsTheApplication) {
   startPair("--send-timeout 1000");
   const std::string data = n1_->root() + "/data";
-  ASSERT_EQ(n1_->execMounted({"sh", "-c", "echo before > " + data + "/a && sync -f " + data})
-                .exit_code,
-            0);
+  ASSERT_EQ(
+      n1_->execMounted({"sh", "-c", "echo before > " + data + "/a && sync -f " + data}).exit_code,
+      0);
   n2_->powerOff();  // the secondary's processes die and its link goes down
   // Every write and fsync still succeeds (the first ones wait at most the send timeout).
-  auto r = n1_->execMounted(
-      {"sh", "-c", "set -e; for i in $(seq 1 20); do echo $i > " + data +
-                       "/f$i; sync -f " + data + "; done; cat " + data + "/f20"},
-      std::chrono::seconds(60));
+  auto r = n1_->execMounted({"sh", "-c",
+                             "set -e; for i in $(seq 1 20); do echo $i > " + data +
+                                 "/f$i; sync -f " + data + "; done; cat " + data + "/f20"},
+                            std::chrono::seconds(60));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_THAT(r.output, HasSubstr("20"));
   EXPECT_TRUE(logged(*n1_, primary_log_, "link lost")) << n1_->readFile(primary_log_);

@@ -67,7 +67,7 @@ struct Node {
   uint64_t rx_seq = 0;
   bool witness_reach = true;
   bool rule_wait = false;  // a wait rule holds this node (interface down...)
-  int64_t ver = 0;  // ground truth: the number of acknowledged writes this node's data holds
+  int64_t ver = 0;         // ground truth: the number of acknowledged writes this node's data holds
   bool was_primary_ready = false;
   bool was_primary = false;
   bool forked_with_data = false;          // became primary holding up-to-date data
