@@ -1096,14 +1096,12 @@ void FuseFs::Impl::fsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file
     fuse_reply_err(req, ENOENT);
     return;
   }
-  // Not under the ordering lock: a slow disk flush must not stall every other operation.
-  int r = datasync != 0 ? ::fdatasync(fd) : ::fsync(fd);
-  int err = r < 0 ? errno : 0;
-  if (owned_fd >= 0) {
-    ::close(owned_fd);
-  }
+  // The peer's part goes first, so that its round trip overlaps the local disk flush: an fsync
+  // then costs the longer of the two, not their sum. Everything written before this fsync was
+  // submitted before it, so its acknowledgement covers them. If the local flush fails, the peer
+  // has merely flushed too.
   uint64_t seq = 0;
-  if (err == 0 && !options_.read_only) {
+  if (!options_.read_only) {
     std::lock_guard lock(mu_);
     auto path = pathOf(ino);
     if (path && replicated(*path)) {
@@ -1113,11 +1111,18 @@ void FuseFs::Impl::fsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file
       op.datasync = datasync != 0;
       seq = submit(std::move(op));
     }
-    if (!dir && fi != nullptr) {
-      fileHandle(fi)->waited_seq = std::max(fileHandle(fi)->waited_seq, seq);
-    }
+  }
+  // Not under the ordering lock: a slow disk flush must not stall every other operation.
+  int r = datasync != 0 ? ::fdatasync(fd) : ::fsync(fd);
+  int err = r < 0 ? errno : 0;
+  if (owned_fd >= 0) {
+    ::close(owned_fd);
   }
   waitAcked(seq);
+  if (err == 0 && !dir && fi != nullptr) {
+    std::lock_guard lock(mu_);
+    fileHandle(fi)->waited_seq = std::max(fileHandle(fi)->waited_seq, seq);
+  }
   fuse_reply_err(req, err);
 }
 
