@@ -1,5 +1,6 @@
 #!/bin/bash
 # Installs everything Halo needs to build, test and run the demo on Debian 12 (run as root).
+# Extra package names given as arguments are installed too (the benchmarks' deps.sh use this).
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 packages=(
@@ -8,6 +9,7 @@ packages=(
   libgtest-dev libgmock-dev libfuse3-dev fuse3 libxxhash-dev
   sqlite3 attr
   iproute2 procps curl zip unzip python3 socat
+  "$@"
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -56,10 +56,9 @@ std::string logTime(const TestNode& n, const std::string& text) {
   if (at == std::string::npos) {
     return "";
   }
-  const auto begin = log.rfind("| ", at);
+  // Lines read "| 2026-11-26 21:19:08.815280 | ...": the date starts 2 bytes into the line.
   const auto line = log.rfind('\n', at);
   const size_t start = (line == std::string::npos ? 0 : line + 1) + 2;
-  (void)begin;
   return log.substr(start, 26);
 }
 
