@@ -4,8 +4,9 @@
 //   plain       the measurements run in --dir as it is (the native directory, or the mount point
 //               of a reference FUSE file system that run.sh mounted);
 //   halo-fuse   FuseFs is mounted over --dir/primary with a sink that acknowledges at once;
-//   halo-repl   FuseFs over --dir/primary feeds a StreamSender -> loopback TCP -> StreamReceiver
-//               -> Applier on --dir/secondary (the software path of replication, no network).
+//   halo-repl   the replication services of halo-rfs over loopback TCP: PrimaryService (FUSE
+//               over --dir/primary, hub, session) -> SecondaryService (applier on
+//               --dir/secondary), after their initial reintegration (no network).
 //
 // The process first moves into private mount and network namespaces (before any thread), so its
 // mount and its traffic are invisible to the rest of the machine and vanish with it.
@@ -33,11 +34,13 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -45,7 +48,7 @@
 #include "base/time_source.h"
 #include "rfs/applier.h"
 #include "rfs/fuse_fs.h"
-#include "rfs/stream_link.h"
+#include "rfs/service.h"
 
 extern char** environ;
 
@@ -362,76 +365,84 @@ int run(const Config& config) {
     bench.fail("mkdir " + primary);
     return 1;
   }
-  AckSink ack_sink;
-  std::unique_ptr<Applier> applier;
-  std::unique_ptr<StreamReceiver> receiver;
-  std::unique_ptr<StreamSender> sender;
-  OpSink* sink = &ack_sink;
-  if (config.mode == "halo-repl") {
-    if (::mkdir(secondary.c_str(), 0755) != 0 && errno != EEXIST) {
-      bench.fail("mkdir " + secondary);
+  if (config.mode == "halo-fuse") {
+    AckSink ack_sink;
+    auto f = FuseFs::mount({primary, nullptr, false, 8}, ack_sink);
+    if (!f.ok()) {
+      std::printf("error label=%s what=FUSE mount: %s\n", config.label.c_str(),
+                  f.status().message().c_str());
       return 1;
     }
-    if (!bench.loopbackRtt()) {
-      return 1;
+    bool ok = bench.runAll(primary);
+    ::sync();
+    if (Status u = (*f)->unmount(); !u.ok()) {
+      bench.note("unmount=\"" + u.message() + "\"");
     }
-    ApplierOptions ao;
-    ao.sync_on_fsync = config.peer_sync;
-    auto a = Applier::open(secondary, ao);
-    if (!a.ok()) {
-      std::printf("error label=%s what=applier: %s\n", config.label.c_str(),
-                  a.status().message().c_str());
-      return 1;
-    }
-    applier = std::move(*a);
-    auto r = StreamReceiver::listen({"127.0.0.1", config.port, 1}, *applier);
-    if (!r.ok()) {
-      std::printf("error label=%s what=receiver: %s\n", config.label.c_str(),
-                  r.status().message().c_str());
-      return 1;
-    }
-    receiver = std::move(*r);
-    auto s =
-        StreamSender::connect({"127.0.0.1", config.port, 1, Millis(30000), Millis(2000)}, time);
-    if (!s.ok()) {
-      std::printf("error label=%s what=sender: %s\n", config.label.c_str(),
-                  s.status().message().c_str());
-      return 1;
-    }
-    sender = std::move(*s);
-    sink = sender.get();
-  } else if (config.mode != "halo-fuse") {
+    return ok ? 0 : 1;
+  }
+  if (config.mode != "halo-repl") {
     std::printf("error label=%s what=unknown mode %s\n", config.label.c_str(), config.mode.c_str());
     return 1;
   }
-
-  auto f = FuseFs::mount({primary, nullptr, false, 8}, *sink);
-  if (!f.ok()) {
-    std::printf("error label=%s what=FUSE mount: %s\n", config.label.c_str(),
-                f.status().message().c_str());
+  if (::mkdir(secondary.c_str(), 0755) != 0 && errno != EEXIST) {
+    bench.fail("mkdir " + secondary);
     return 1;
   }
-  std::unique_ptr<FuseFs> fuse = std::move(*f);
-  bool ok = bench.runAll(primary);
-  ::sync();
-  const Status u = fuse->unmount();
-  if (!u.ok()) {
-    bench.note("unmount=\"" + u.message() + "\"");
+  if (!bench.loopbackRtt()) {
+    return 1;
   }
-  fuse.reset();
-  if (sender) {
-    if (sender->lost()) {
-      std::printf("error label=%s what=replication link lost: %s / %s\n", config.label.c_str(),
-                  sender->lostReason().c_str(), receiver->lastError().c_str());
-      ok = false;
-    } else {
-      bench.note("acked=" + std::to_string(sender->acked()) +
-                 " applied=" + std::to_string(receiver->applied()));
+  // The product's two replication services, as halo-rfs runs them, over loopback.
+  auto options = [&](const std::string& dir, const std::string& local, const std::string& peer) {
+    ServiceOptions o;
+    ReplicatedDir d;
+    d.dir = dir;
+    o.dirs.push_back(d);
+    o.link.module_id = 1;
+    o.local_addr = local;
+    o.peer_addr = peer;
+    o.port = config.port;
+    o.sync_on_fsync = config.peer_sync;
+    return o;
+  };
+  std::mutex mu;
+  std::condition_variable cv;
+  int synced = 0;
+  auto sink = [&](const ServiceEvent& e) {
+    if (e.kind == "synced") {
+      std::lock_guard<std::mutex> lock(mu);
+      ++synced;
+      cv.notify_all();
+    }
+  };
+  auto p = PrimaryService::start(options(primary, "127.0.0.1", "127.0.0.2"), time, sink);
+  if (!p.ok()) {
+    std::printf("error label=%s what=primary: %s\n", config.label.c_str(),
+                p.status().message().c_str());
+    return 1;
+  }
+  auto sec = SecondaryService::start(options(secondary, "127.0.0.2", "127.0.0.1"), time, sink);
+  if (!sec.ok()) {
+    std::printf("error label=%s what=secondary: %s\n", config.label.c_str(),
+                sec.status().message().c_str());
+    return 1;
+  }
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    if (!cv.wait_for(lock, std::chrono::seconds(60), [&] { return synced >= 2; })) {
+      std::printf("error label=%s what=the secondary did not synchronise\n", config.label.c_str());
+      return 1;
     }
   }
-  sender.reset();
-  receiver.reset();
-  applier.reset();
+  bool ok = bench.runAll(primary);
+  ::sync();
+  const auto status = (*p)->status();
+  if (!status.value("synced", false)) {
+    std::printf("error label=%s what=replication link lost\n", config.label.c_str());
+    ok = false;
+  }
+  if (Status u = (*p)->stop(); !u.ok()) {
+    bench.note("unmount=\"" + u.message() + "\"");
+  }
   return ok ? 0 : 1;
 }
 

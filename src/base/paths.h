@@ -44,6 +44,9 @@ struct Paths {
   std::string activeBinDir(const std::string& m) const { return activeDir(m) + "/bin"; }
   std::string moduleSocket(const std::string& m) const { return run + "/modules/" + m + ".sock"; }
   std::string modulePidFile(const std::string& m) const { return run + "/modules/" + m + ".pid"; }
+  // The module's replication process (halo-rfs): its control socket and pid file.
+  std::string rfsSocket(const std::string& m) const { return run + "/modules/" + m + ".rfs.sock"; }
+  std::string rfsPidFile(const std::string& m) const { return run + "/modules/" + m + ".rfs.pid"; }
 };
 
 }  // namespace halo

@@ -8,7 +8,8 @@
 
 namespace halo::cli {
 
-Status writeKeyFile(const std::string& dir, const std::string& name, const std::string& header) {
+Status writeKeyFile(const std::string& dir, const std::string& name, const std::string& header,
+                    const std::string& trailer) {
   unsigned char key[48];
   if (RAND_bytes(key, sizeof(key)) != 1) {
     return internalError("cannot draw random bytes from OpenSSL");
@@ -20,7 +21,7 @@ Status writeKeyFile(const std::string& dir, const std::string& name, const std::
     hex += b;
   }
   HALO_RETURN_IF_ERROR(sys::makeDirs(dir, 0700));
-  return sys::writeFileAtomic(dir + "/" + name, header + "\n" + hex + "\n", 0600);
+  return sys::writeFileAtomic(dir + "/" + name, header + "\n" + hex + "\n" + trailer, 0600);
 }
 
 }  // namespace halo::cli

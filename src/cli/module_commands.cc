@@ -6,6 +6,7 @@
 #include "cli/keys.h"
 #include "module/node_db.h"
 #include "module/ports.h"
+#include "rfs/channel.h"
 #include "sys/files.h"
 #include "sys/zip_archive.h"
 
@@ -180,12 +181,18 @@ int moduleGenkey(Cli& cli) {
     return cli.fail(s);
   }
   const std::string path = cli.paths.moduleConfDir(cli.module) + "/modulekey.dat";
-  s = writeKeyFile(cli.paths.moduleConfDir(cli.module), "modulekey.dat", "halo-module-key 1");
+  // The replication link's TLS identity shares the file, so operators still copy one file.
+  auto tls = rfs::makeTlsIdentity("halo-module-" + cli.module);
+  if (!tls.ok()) {
+    return cli.fail(tls.status());
+  }
+  s = writeKeyFile(cli.paths.moduleConfDir(cli.module), "modulekey.dat", "halo-module-key 1",
+                   tls->certificate_pem + tls->private_key_pem);
   if (!s.ok()) {
     return cli.fail(s);
   }
-  cli.moduleLog(cli.module, 'U', "New module key generated");
-  std::cout << "Module key written to " << path
+  cli.moduleLog(cli.module, 'U', "New module key and TLS identity generated");
+  std::cout << "Module key and TLS identity written to " << path
             << "\nEvery node needs the same key: copy the module with halo module package, "
                "then apply it with halo config -m "
             << cli.module << "\n";

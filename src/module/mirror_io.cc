@@ -176,6 +176,22 @@ Result<MirrorSetup> prepareMirror(const Paths& paths, const std::string& module,
   return s;
 }
 
+Result<ReplicationAddresses> replicationAddresses(const MirrorSetup& setup,
+                                                  const config::ModuleConfig& config) {
+  const std::string lan_name = config.flowLan();
+  const config::ClusterLan* lan = setup.cluster.findLan(lan_name);
+  const config::ClusterNode* me = lan ? lan->findNode(setup.peers.local) : nullptr;
+  const config::ClusterNode* peer = lan ? lan->findNode(setup.peers.peer) : nullptr;
+  if (me == nullptr || peer == nullptr) {
+    return failedPrecondition("the replication lan '" + lan_name + "' does not list both " +
+                              setup.peers.local + " and " + setup.peers.peer +
+                              " in cluster.xml");
+  }
+  HALO_ASSIGN_OR_RETURN(sys::IpAddr mine, resolve(nodeAddress(*me, true)));
+  HALO_ASSIGN_OR_RETURN(sys::IpAddr theirs, resolve(nodeAddress(*peer, false)));
+  return ReplicationAddresses{mine.toString(), theirs.toString()};
+}
+
 core::MirrorConfig mirrorMachineConfig(const config::ModuleConfig& config, const MirrorSetup& setup,
                                        bool failover_setting) {
   core::MirrorConfig c;

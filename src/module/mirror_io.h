@@ -50,6 +50,15 @@ struct MirrorSetup {
 };
 Result<MirrorSetup> prepareMirror(const Paths& paths, const std::string& module,
                                   const config::ModuleConfig& config);
+// This node's and its peer's addresses on the replication lan (<rfs> flow, else the heartbeat
+// with ident "flow", else the first heartbeat lan).
+struct ReplicationAddresses {
+  std::string local;
+  std::string peer;
+};
+Result<ReplicationAddresses> replicationAddresses(const MirrorSetup& setup,
+                                                  const config::ModuleConfig& config);
+
 core::MirrorConfig mirrorMachineConfig(const config::ModuleConfig& config, const MirrorSetup& setup,
                                        bool failover_setting);
 

@@ -92,9 +92,8 @@ Result<ModuleKey> parseModuleKey(std::string_view content) {
         "(recreate it with `halo module genkey`)");
   }
   std::string_view hex = content.substr(kKeyHeader.size());
-  if (hex.ends_with('\n')) {
-    hex.remove_suffix(1);
-  }
+  // What follows line 2 (the module's TLS identity) is not the heartbeat's business.
+  hex = hex.substr(0, hex.find('\n'));
   if (hex.size() != kKeyHexSize) {
     return invalidArgument("module key: expected " + std::to_string(kKeyHexSize) +
                            " hex characters on line 2, found " + std::to_string(hex.size()));

@@ -193,6 +193,24 @@ TEST(ModuleKeyTest, ParsesGenkeyFormat) {
   EXPECT_TRUE(parseModuleKey(upper).ok());
 }
 
+// genkey appends the module's TLS identity (PEM blocks) after line 2; the heartbeat ignores it.
+TEST(ModuleKeyTest, IgnoresTheTlsIdentityAfterLine2) {
+  const std::string file = std::string(kKeyFile) +
+                           "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+                           "-----BEGIN PRIVATE KEY-----\nMIGH\n-----END PRIVATE KEY-----\n";
+  auto key = parseModuleKey(file);
+  ASSERT_TRUE(key.ok()) << key.status().message();
+  EXPECT_EQ(key->aes[0], 0x00);
+  EXPECT_EQ(key->mac[31], 0x2f);
+  std::string no_newline(kKeyFile);
+  no_newline.pop_back();
+  EXPECT_TRUE(parseModuleKey(no_newline).ok());
+  // Line 2 is still checked on its own.
+  auto longer = parseModuleKey("halo-module-key 1\n" + std::string(98, 'a') + "\n-----BEGIN");
+  ASSERT_FALSE(longer.ok());
+  EXPECT_NE(longer.status().message().find("found 98"), std::string::npos);
+}
+
 TEST(ModuleKeyTest, RejectsBadFiles) {
   EXPECT_FALSE(parseModuleKey("").ok());
   EXPECT_FALSE(parseModuleKey("halo-module-key 2\n" + std::string(96, 'a') + "\n").ok());

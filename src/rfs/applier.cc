@@ -14,99 +14,12 @@
 #include <limits>
 #include <utility>
 
+#include "rfs/applier_util.h"
+
 namespace halo::rfs {
 namespace {
 
-class UniqueFd {
- public:
-  UniqueFd() = default;
-  explicit UniqueFd(int fd) : fd_(fd) {}
-  UniqueFd(UniqueFd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  UniqueFd& operator=(UniqueFd&& o) noexcept {
-    if (this != &o) {
-      reset();
-      fd_ = std::exchange(o.fd_, -1);
-    }
-    return *this;
-  }
-  ~UniqueFd() { reset(); }
-  int get() const { return fd_; }
-  int release() { return std::exchange(fd_, -1); }
-  void reset() {
-    if (fd_ >= 0) {
-      ::close(fd_);
-    }
-    fd_ = -1;
-  }
-
- private:
-  int fd_ = -1;
-};
-
-// Opens `path` ("" = the root itself) beneath `root_fd`, crossing no symlink and no magic link.
-Result<UniqueFd> openBeneath(int root_fd, const std::string& path, uint64_t flags) {
-  open_how how{};
-  how.flags = flags | O_CLOEXEC;
-  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
-  const char* p = path.empty() ? "." : path.c_str();
-  for (int attempt = 0;; ++attempt) {
-    long fd = ::syscall(SYS_openat2, root_fd, p, &how, sizeof(how));
-    if (fd >= 0) {
-      return UniqueFd(static_cast<int>(fd));
-    }
-    // EAGAIN: a concurrent rename made the kernel unsure the walk stayed beneath; retry a bit.
-    if ((errno == EINTR || errno == EAGAIN) && attempt < 8) {
-      continue;
-    }
-    return errnoStatus("openat2 \"" + path + "\"", errno);
-  }
-}
-
-// The directory holding a path's last component, and that component: the *at calls take the
-// pair, so the last component is never resolved by a path walk. The root is (root_fd, ".").
-struct Parent {
-  UniqueFd owned;
-  int fd = -1;
-  std::string name;
-};
-
-Result<Parent> openParent(int root_fd, const std::string& path) {
-  Parent p;
-  size_t slash = path.rfind('/');
-  if (slash == std::string::npos) {
-    p.fd = root_fd;
-    p.name = path.empty() ? "." : path;
-    return p;
-  }
-  HALO_ASSIGN_OR_RETURN(p.owned, openBeneath(root_fd, path.substr(0, slash), O_PATH | O_DIRECTORY));
-  p.fd = p.owned.get();
-  p.name = path.substr(slash + 1);
-  return p;
-}
-
-Status checkRange(uint64_t offset, uint64_t length) {
-  constexpr auto kMax = static_cast<uint64_t>(std::numeric_limits<off_t>::max());
-  if (offset > kMax || length > kMax - offset) {
-    return invalidArgument("offset " + std::to_string(offset) + " + length " +
-                           std::to_string(length) + " beyond the largest file offset");
-  }
-  return okStatus();
-}
-
-Status chownAt(const Parent& p, uint32_t uid, uint32_t gid) {
-  if (::fchownat(p.fd, p.name.c_str(), uid, gid, AT_SYMLINK_NOFOLLOW) != 0) {
-    return errnoStatus("fchownat", errno);
-  }
-  return okStatus();
-}
-
-// For a file created just now (so not a symlink): the creating call applied the umask.
-Status chmodAt(const Parent& p, uint32_t mode) {
-  if (::fchmodat(p.fd, p.name.c_str(), mode & 07777, 0) != 0) {
-    return errnoStatus("fchmodat", errno);
-  }
-  return okStatus();
-}
+using namespace applier_internal;  // NOLINT: the file's own helpers
 
 std::string describe(const Op& op) {
   std::string s = std::string(opTypeName(op.type)) + " \"" + op.path + "\"";
@@ -151,52 +64,83 @@ Status Applier::apply(const Op& op) {
   HALO_RETURN_IF_ERROR(validateOp(op));
   Status s;
   switch (op.type) {
-    case OpType::Write:
-      s = applyWrite(op);
+    case OpType::SyncDir:
+      s = applySyncDir(op);
       break;
-    case OpType::Create:
-      s = applyCreate(op);
+    case OpType::SyncFile:
+      s = applySyncFile(op);
       break;
-    case OpType::Mknod:
-      s = applyMknod(op);
+    case OpType::VerifyBlocks:
+      s = applyVerifyBlocks(op);
       break;
-    case OpType::Mkdir:
-      s = applyMkdir(op);
+    case OpType::SyncSymlink:
+      s = applySyncSymlink(op);
       break;
-    case OpType::Unlink:
-      s = applyRemove(op, 0);
+    case OpType::SyncNode:
+      s = applySyncNode(op);
       break;
-    case OpType::Rmdir:
-      s = applyRemove(op, AT_REMOVEDIR);
+    case OpType::SyncLink:
+      s = applySyncLink(op);
       break;
-    case OpType::Rename:
-      s = applyRename(op);
+    case OpType::SyncXattrs:
+      s = applySyncXattrs(op);
       break;
-    case OpType::Link:
-      s = applyLink(op);
-      break;
-    case OpType::Symlink:
-      s = applySymlink(op);
-      break;
-    case OpType::SetAttr:
-      s = applySetAttr(op);
-      break;
-    case OpType::Fallocate:
-      s = applyFallocate(op);
-      break;
-    case OpType::SetXattr:
-    case OpType::RemoveXattr:
-      s = applyXattr(op);
-      break;
-    case OpType::Fsync:
-      s = applyFsync(op);
-      break;
+    case OpType::ResyncDone:
+    case OpType::ResyncProgress:
+      break;  // markers for the receiver
+    default:
+      s = applyLive(op);
+      if (!s.ok() && tolerant_) {
+        // What may be in the way on a tree not yet reintegrated goes, then once more; what still
+        // fails is skipped: the walk brings the path to the primary's state.
+        clearTheWay(op);
+        s = applyLive(op);
+        if (!s.ok()) {
+          ++tolerated_;
+          last_tolerated_ = describe(op) + ": " + s.message();
+          s = okStatus();
+        }
+      }
   }
   if (!s.ok()) {
     return s.withPrefix(describe(op));
   }
   last_seq_ = op.seq;
   return okStatus();
+}
+
+Status Applier::applyLive(const Op& op) {
+  switch (op.type) {
+    case OpType::Write:
+      return applyWrite(op);
+    case OpType::Create:
+      return applyCreate(op);
+    case OpType::Mknod:
+      return applyMknod(op);
+    case OpType::Mkdir:
+      return applyMkdir(op);
+    case OpType::Unlink:
+      return applyRemove(op, 0);
+    case OpType::Rmdir:
+      return applyRemove(op, AT_REMOVEDIR);
+    case OpType::Rename:
+      return applyRename(op);
+    case OpType::Link:
+      return applyLink(op);
+    case OpType::Symlink:
+      return applySymlink(op);
+    case OpType::SetAttr:
+      return applySetAttr(op);
+    case OpType::Fallocate:
+      return applyFallocate(op);
+    case OpType::SetXattr:
+    case OpType::RemoveXattr:
+      return applyXattr(op);
+    case OpType::Fsync:
+      return applyFsync(op);
+    default:
+      return invalidArgument("not a live operation");
+  }
 }
 
 Status Applier::applyWrite(const Op& op) {

@@ -15,19 +15,39 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <list>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include "base/status.h"
 #include "rfs/op.h"
 
 namespace halo::rfs {
 
+// The secondary's answer to a SyncFile or VerifyBlocks record (reintegration, resync.h): the byte
+// ranges of `path` whose content differs and must be sent. Every such record gets exactly one
+// answer, possibly with no range.
+struct NeedRanges {
+  uint16_t root = 0;
+  uint64_t seq = 0;  // of the record answered
+  std::string path;
+  std::vector<std::pair<uint64_t, uint64_t>> ranges;  // (offset, length), ascending
+};
+
 struct ApplierOptions {
   bool sync_on_fsync = false;  // async="none": an Fsync op fsyncs (fdatasync) on this node too
   size_t open_files = 64;      // bound on cached open descriptors (the open-file limit can be low)
+  uint16_t root = 0;           // this directory's index in the module's <rfs>
+  // Relative path -> replicated (the <notreplicated> filter). What it excludes belongs to this
+  // node alone: a SyncDir never removes it. Null: everything is replicated.
+  std::function<bool(std::string_view)> replicated;
+  // Receives the answers of SyncFile and VerifyBlocks (required when the stream has them).
+  std::function<void(NeedRanges)> on_need;
 };
 
 class Applier {
@@ -45,6 +65,19 @@ class Applier {
   // failed one may be retried; a failure can leave the op half done (e.g. Create done, chown not).
   Status apply(const Op& op);
   uint64_t lastSeq() const { return last_seq_; }
+  // During a reintegration the secondary's tree differs from the primary's until the walk has
+  // reached each path, so a live operation may not apply (its file not copied yet, a stale
+  // directory in the way): tolerant mode clears what is in the way and otherwise skips the
+  // operation, counting it; the walk brings those paths to the primary's state afterwards.
+  void setTolerant(bool on) { tolerant_ = on; }
+  uint64_t tolerated() const { return tolerated_; }
+  // Where the answers of SyncFile / VerifyBlocks go (replaces ApplierOptions::on_need).
+  void setNeedHandler(std::function<void(NeedRanges)> handler) {
+    options_.on_need = std::move(handler);
+  }
+  // The replicated directory (O_PATH), e.g. to walk it for a verification.
+  int rootFd() const { return root_fd_; }
+  const std::string& lastTolerated() const { return last_tolerated_; }
   // Descriptors currently cached for writing (tests check the bound).
   size_t cachedFiles() const { return lru_.size(); }
 
@@ -56,6 +89,7 @@ class Applier {
 
   Applier(int root_fd, ApplierOptions options);
 
+  Status applyLive(const Op& op);  // the operations of an application (Write .. Fsync)
   Status applyWrite(const Op& op);
   Status applyCreate(const Op& op);
   Status applyMknod(const Op& op);
@@ -68,6 +102,19 @@ class Applier {
   Status applyFallocate(const Op& op);
   Status applyXattr(const Op& op);
   Status applyFsync(const Op& op);
+  // Reintegration records (applier_sync.cc).
+  Status applySyncDir(const Op& op);
+  Status applySyncFile(const Op& op);
+  Status applyVerifyBlocks(const Op& op);
+  Status applySyncSymlink(const Op& op);
+  Status applySyncNode(const Op& op);
+  Status applySyncLink(const Op& op);
+  Status applySyncXattrs(const Op& op);
+  // Tolerant mode: removes what would make a live namespace operation fail on a tree that is
+  // not yet the primary's (an existing target, a stale non-empty directory).
+  void clearTheWay(const Op& op);
+  // Removes `path` and, for a directory, everything below it; absent is fine.
+  Status removeTree(const std::string& path);
 
   // A cached O_WRONLY descriptor of regular file `path`, opened (and the least recently used one
   // closed) on a miss.
@@ -79,6 +126,11 @@ class Applier {
   int root_fd_;
   ApplierOptions options_;
   uint64_t last_seq_ = 0;
+  bool tolerant_ = false;
+  uint64_t tolerated_ = 0;
+  std::string last_tolerated_;
+  // SyncDir entry lists split over several records (kSyncListMore), by path.
+  std::unordered_map<std::string, std::vector<DirEntry>> pending_entries_;
   std::list<CachedFd> lru_;  // most recently used first
   std::unordered_map<std::string, std::list<CachedFd>::iterator> by_path_;
 };

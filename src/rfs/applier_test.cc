@@ -81,6 +81,12 @@ class ApplierTest : public ::testing::Test {
     openApplier({});
   }
 
+  void openApplier(bool sync_on_fsync, size_t open_files) {
+    ApplierOptions o;
+    o.sync_on_fsync = sync_on_fsync;
+    o.open_files = open_files;
+    openApplier(o);
+  }
   void openApplier(ApplierOptions options) {
     auto a = Applier::open(root_, options);
     ASSERT_TRUE(a.ok()) << a.status().toString();
@@ -205,7 +211,7 @@ TEST_F(ApplierTest, FsyncWithAndWithoutSync) {
   mustRun(createOp("d/f"));
   mustRun(makeOp(OpType::Fsync, "d/f"));  // async="second": nothing to do
   mustRun(makeOp(OpType::Fsync, "missing"));
-  openApplier({.sync_on_fsync = true, .open_files = 4});
+  openApplier(true, 4);
   mustRun(writeOp("d/f", 0, "x"));
   mustRun(makeOp(OpType::Fsync, "d/f", [](Op& o) { o.datasync = true; }));
   mustRun(makeOp(OpType::Fsync, "d/f"));
@@ -357,7 +363,7 @@ TEST_F(ApplierTest, RenameExchangeAndNoReplace) {
 }
 
 TEST_F(ApplierTest, OpenFileBound) {
-  openApplier({.sync_on_fsync = false, .open_files = 2});
+  openApplier(false, 2);
   for (int i = 0; i < 5; ++i) {
     mustRun(createOp("f" + std::to_string(i)));
   }

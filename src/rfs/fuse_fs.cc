@@ -98,6 +98,19 @@ class FuseFs::Impl {
 
   Status start();
   Status stop();
+  void ordered(const std::function<void()>& fn) {
+    std::lock_guard lock(mu_);
+    fn();
+  }
+  int rootFd() const { return root_fd_; }
+  uint64_t lastDataChange(dev_t dev, ino_t ino) const {
+    auto it = by_dev_ino_.find(std::make_pair(dev, ino));
+    if (it == by_dev_ino_.end()) {
+      return untracked_write_max_;
+    }
+    auto n = nodes_.find(it->second);
+    return n == nodes_.end() ? untracked_write_max_ : n->second->last_write_seq;
+  }
 
   // Low-level operations (called by libfuse worker threads through the C trampolines).
   void init(fuse_conn_info* conn);
@@ -209,6 +222,9 @@ class FuseFs::Impl {
   std::map<std::pair<dev_t, ino_t>, uint64_t> by_dev_ino_;
   std::map<std::pair<uint64_t, std::string>, uint64_t> dentries_;  // (parent, name) -> node
   uint64_t next_id_ = FUSE_ROOT_ID + 1;
+  // The largest last_write_seq of nodes no longer reachable by (dev, ino): lastDataChange answers
+  // it for an inode it does not track, so a change is never missed.
+  uint64_t untracked_write_max_ = 0;
 
   fuse_session* session_ = nullptr;
   bool mounted_ = false;
@@ -309,6 +325,7 @@ void FuseFs::Impl::forgetDevIno(Node& n) {
     return;
   }
   n.in_dev_map = false;
+  untracked_write_max_ = std::max(untracked_write_max_, n.last_write_seq);
   auto it = by_dev_ino_.find(std::make_pair(n.dev, n.ino));
   if (it != by_dev_ino_.end() && it->second == n.id) {
     by_dev_ino_.erase(it);
@@ -1568,5 +1585,13 @@ Result<std::unique_ptr<FuseFs>> FuseFs::mount(FuseOptions options, OpSink& sink)
 }
 
 Status FuseFs::unmount() { return impl_->stop(); }
+
+void FuseFs::ordered(const std::function<void()>& fn) { impl_->ordered(fn); }
+
+int FuseFs::rootFd() const { return impl_->rootFd(); }
+
+uint64_t FuseFs::lastDataChange(dev_t dev, ino_t ino) const {
+  return impl_->lastDataChange(dev, ino);
+}
 
 }  // namespace halo::rfs

@@ -15,6 +15,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <sys/types.h>
 
 #include "base/status.h"
 #include "rfs/sink.h"
@@ -43,6 +44,16 @@ class FuseFs {
   // Lazy umount2(MNT_DETACH), waits for the loop to end (aborting the FUSE connection after 10 s
   // if a file is still open on the detached mount), then fuse_session_unmount. Idempotent.
   Status unmount();
+
+  // Runs `fn` under the file system's ordering lock, so that what it reads of the real tree and
+  // submits to the sink is ordered with every operation of the file system (the reintegration
+  // copies files this way while the application writes).
+  void ordered(const std::function<void()>& fn);
+  // The real directory: the descriptor opened before the mount (O_PATH).
+  int rootFd() const;
+  // Only inside ordered(): the sequence number of the last data change (write, truncate,
+  // fallocate) of the real inode (dev, ino); an upper bound when it is no longer tracked.
+  uint64_t lastDataChange(dev_t dev, ino_t ino) const;
 
   class Impl;  // public so the C callbacks in fuse_fs.cc can name it
 

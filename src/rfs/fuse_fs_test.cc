@@ -255,6 +255,8 @@ void replay(const std::vector<Op>& ops, const std::string& dir) {
       }
       case OpType::Fsync:
         break;
+      default:
+        ADD_FAILURE() << "the interception submitted a reintegration record";
     }
     EXPECT_EQ(r, 0) << "replay of op " << op.seq << " type " << static_cast<int>(op.type) << " "
                     << op.path << " -> " << op.path2 << ": " << std::strerror(errno);

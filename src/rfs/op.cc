@@ -1,9 +1,10 @@
 // Wire format of one operation record (all integers little-endian):
 //
 //   u32 length        bytes of the record after this field
-//   u8  version       1
+//   u8  version       2
 //   u8  type          OpType
 //   u64 seq
+//   u16 root
 //   u32 mode   u64 rdev   u32 uid   u32 gid
 //   u64 offset u64 length i32 flags
 //   i64 atime_sec  i64 atime_nsec  i64 mtime_sec  i64 mtime_nsec
@@ -29,8 +30,8 @@
 namespace halo::rfs {
 namespace {
 
-constexpr uint8_t kFormatVersion = 1;
-constexpr size_t kFixedSize = 1 + 1 + 8 + 4 + 8 + 4 + 4 + 8 + 8 + 4 + 8 * 4 + 1;
+constexpr uint8_t kFormatVersion = 2;
+constexpr size_t kFixedSize = 1 + 1 + 8 + 2 + 4 + 8 + 4 + 4 + 8 + 8 + 4 + 8 * 4 + 1;
 constexpr size_t kMinRecord = kFixedSize + 4 * 4;
 constexpr size_t kMaxRecord = kMinRecord + 2 * kMaxPath + kMaxXattrName + kMaxData;
 constexpr size_t kMaxNameMax = 255;  // NAME_MAX: no Linux file system accepts a longer component
@@ -97,7 +98,29 @@ class Reader {
 
 bool typeAllowsRoot(OpType t) {
   return t == OpType::SetAttr || t == OpType::SetXattr || t == OpType::RemoveXattr ||
-         t == OpType::Fsync;
+         t == OpType::Fsync || t == OpType::SyncDir || t == OpType::SyncXattrs ||
+         t == OpType::ResyncDone || t == OpType::ResyncProgress;
+}
+
+bool validTarget(const std::string& t) {
+  return !t.empty() && t.size() <= kMaxPath && t.find('\0') == std::string::npos;
+}
+
+// The largest data field each type may carry (0: none).
+size_t maxDataOf(OpType t) {
+  switch (t) {
+    case OpType::Write:
+    case OpType::SyncDir:
+    case OpType::VerifyBlocks:
+    case OpType::SyncXattrs:
+      return kMaxData;
+    case OpType::SetXattr:
+      return kMaxXattrValue;
+    case OpType::ResyncProgress:
+      return kMaxProgress;
+    default:
+      return 0;
+  }
 }
 
 Status requireEmpty(const Op& op, const std::string& s, const char* field) {
@@ -151,6 +174,24 @@ const char* opTypeName(OpType t) {
       return "RemoveXattr";
     case OpType::Fsync:
       return "Fsync";
+    case OpType::SyncDir:
+      return "SyncDir";
+    case OpType::SyncFile:
+      return "SyncFile";
+    case OpType::VerifyBlocks:
+      return "VerifyBlocks";
+    case OpType::SyncSymlink:
+      return "SyncSymlink";
+    case OpType::SyncNode:
+      return "SyncNode";
+    case OpType::SyncLink:
+      return "SyncLink";
+    case OpType::SyncXattrs:
+      return "SyncXattrs";
+    case OpType::ResyncDone:
+      return "ResyncDone";
+    case OpType::ResyncProgress:
+      return "ResyncProgress";
   }
   return "Unknown";
 }
@@ -178,23 +219,27 @@ bool validRelativePath(std::string_view path, bool allow_root) {
 }
 
 Status validateOp(const Op& op) {
-  if (op.type < OpType::Write || op.type > OpType::Fsync) {
+  if (op.type < OpType::Write || op.type > OpType::ResyncProgress) {
     return invalidArgument("op: unknown type " + std::to_string(static_cast<int>(op.type)));
   }
   const std::string name = opTypeName(op.type);
   if (!validRelativePath(op.path, typeAllowsRoot(op.type))) {
     return invalidArgument(name + ": invalid path \"" + op.path + "\"");
   }
+  if ((op.type == OpType::ResyncDone || op.type == OpType::ResyncProgress) && !op.path.empty()) {
+    return invalidArgument(name + ": path must be empty");
+  }
   switch (op.type) {
     case OpType::Rename:
     case OpType::Link:
+    case OpType::SyncLink:
       if (!validRelativePath(op.path2, false)) {
         return invalidArgument(name + ": invalid path2 \"" + op.path2 + "\"");
       }
       break;
     case OpType::Symlink:
-      if (op.path2.empty() || op.path2.size() > kMaxPath ||
-          op.path2.find('\0') != std::string::npos) {
+    case OpType::SyncSymlink:
+      if (!validTarget(op.path2)) {
         return invalidArgument(name + " \"" + op.path + "\": invalid target");
       }
       break;
@@ -209,18 +254,12 @@ Status validateOp(const Op& op) {
   } else {
     HALO_RETURN_IF_ERROR(requireEmpty(op, op.name, "name"));
   }
-  if (op.type == OpType::Write) {
-    if (op.data.size() > kMaxData) {
-      return invalidArgument(name + " \"" + op.path + "\": data over " + std::to_string(kMaxData) +
-                             " bytes");
-    }
-  } else if (op.type == OpType::SetXattr) {
-    if (op.data.size() > kMaxXattrValue) {
-      return invalidArgument(name + " \"" + op.path + "\": xattr value over " +
-                             std::to_string(kMaxXattrValue) + " bytes");
-    }
-  } else {
+  const size_t max_data = maxDataOf(op.type);
+  if (max_data == 0) {
     HALO_RETURN_IF_ERROR(requireEmpty(op, op.data, "data"));
+  } else if (op.data.size() > max_data) {
+    return invalidArgument(name + " \"" + op.path + "\": data over " + std::to_string(max_data) +
+                           " bytes");
   }
   switch (op.type) {
     case OpType::Create:
@@ -229,9 +268,78 @@ Status validateOp(const Op& op) {
       return checkFileType(op, {0, S_IFDIR});
     case OpType::Mknod:
       return checkFileType(op, {S_IFREG, S_IFIFO, S_IFCHR, S_IFBLK, S_IFSOCK});
+    case OpType::SyncDir:
+      return checkFileType(op, {S_IFDIR});
+    case OpType::SyncFile:
+      return checkFileType(op, {S_IFREG});
+    case OpType::SyncNode:
+      return checkFileType(op, {S_IFIFO, S_IFCHR, S_IFBLK, S_IFSOCK});
+    case OpType::VerifyBlocks:
+      if (op.length == 0 || op.length > kMaxData || op.data.size() % 16 != 0) {
+        return invalidArgument(name + " \"" + op.path + "\": block size or digest list malformed");
+      }
+      return okStatus();
     default:
       return okStatus();
   }
+}
+
+// Entry lists and xattr lists: u32 count, then per item u32 length + bytes (and u32 type, or a
+// second length-prefixed value).
+void encodeEntries(const std::vector<DirEntry>& entries, std::string* out) {
+  putLe<uint32_t>(out, static_cast<uint32_t>(entries.size()));
+  for (const auto& e : entries) {
+    putString(out, e.name);
+    putLe<uint32_t>(out, e.type);
+  }
+}
+
+Result<std::vector<DirEntry>> decodeEntries(std::string_view data) {
+  Reader r(data);
+  uint32_t n = 0;
+  if (!r.get(&n) || n > data.size() / 8) {
+    return invalidArgument("entry list: bad count");
+  }
+  std::vector<DirEntry> out(n);
+  for (auto& e : out) {
+    HALO_RETURN_IF_ERROR(r.getString("entry name", kMaxNameMax, &e.name));
+    if (!r.get(&e.type) || !validRelativePath(e.name, false) ||
+        e.name.find('/') != std::string::npos) {
+      return invalidArgument("entry list: bad entry");
+    }
+  }
+  if (r.remaining() != 0) {
+    return invalidArgument("entry list: trailing bytes");
+  }
+  return out;
+}
+
+void encodeXattrs(const XattrList& xattrs, std::string* out) {
+  putLe<uint32_t>(out, static_cast<uint32_t>(xattrs.size()));
+  for (const auto& [name, value] : xattrs) {
+    putString(out, name);
+    putString(out, value);
+  }
+}
+
+Result<XattrList> decodeXattrs(std::string_view data) {
+  Reader r(data);
+  uint32_t n = 0;
+  if (!r.get(&n) || n > data.size() / 8) {
+    return invalidArgument("xattr list: bad count");
+  }
+  XattrList out(n);
+  for (auto& [name, value] : out) {
+    HALO_RETURN_IF_ERROR(r.getString("xattr name", kMaxXattrName, &name));
+    HALO_RETURN_IF_ERROR(r.getString("xattr value", kMaxXattrValue, &value));
+    if (name.empty() || name.find('\0') != std::string::npos) {
+      return invalidArgument("xattr list: bad name");
+    }
+  }
+  if (r.remaining() != 0) {
+    return invalidArgument("xattr list: trailing bytes");
+  }
+  return out;
 }
 
 void encodeOp(const Op& op, std::string* out) {
@@ -240,6 +348,7 @@ void encodeOp(const Op& op, std::string* out) {
   putU8(out, kFormatVersion);
   putU8(out, static_cast<uint8_t>(op.type));
   putLe(out, op.seq);
+  putLe(out, op.root);
   putLe(out, op.mode);
   putLe(out, op.rdev);
   putLe(out, op.uid);
@@ -288,17 +397,19 @@ Result<std::pair<Op, size_t>> decodeOp(std::string_view in) {
   // The fixed part fits: len >= kMinRecord was checked above.
   (void)r.get(&version);
   if (version != kFormatVersion) {
-    return invalidArgument("op record: version " + std::to_string(version) + ", expected 1");
+    return invalidArgument("op record: version " + std::to_string(version) + ", expected " +
+                           std::to_string(kFormatVersion));
   }
   (void)r.get(&type);
-  if (type < static_cast<uint8_t>(OpType::Write) || type > static_cast<uint8_t>(OpType::Fsync)) {
+  if (type < static_cast<uint8_t>(OpType::Write) ||
+      type > static_cast<uint8_t>(OpType::ResyncProgress)) {
     return invalidArgument("op record: unknown type " + std::to_string(type));
   }
   op.type = static_cast<OpType>(type);
-  bool ok = r.get(&op.seq) && r.get(&op.mode) && r.get(&op.rdev) && r.get(&op.uid) &&
-            r.get(&op.gid) && r.get(&op.offset) && r.get(&op.length) && r.get(&op.flags) &&
-            r.get(&op.atime_sec) && r.get(&op.atime_nsec) && r.get(&op.mtime_sec) &&
-            r.get(&op.mtime_nsec) && r.get(&datasync);
+  bool ok = r.get(&op.seq) && r.get(&op.root) && r.get(&op.mode) && r.get(&op.rdev) &&
+            r.get(&op.uid) && r.get(&op.gid) && r.get(&op.offset) && r.get(&op.length) &&
+            r.get(&op.flags) && r.get(&op.atime_sec) && r.get(&op.atime_nsec) &&
+            r.get(&op.mtime_sec) && r.get(&op.mtime_nsec) && r.get(&datasync);
   if (!ok) {
     return invalidArgument("op record: fixed fields past end of record");
   }

@@ -8,6 +8,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "base/status.h"
 
@@ -28,6 +29,18 @@ enum class OpType : uint8_t {
   SetXattr,     // path, name, data (value), flags (XATTR_CREATE / XATTR_REPLACE)
   RemoveXattr,  // path, name
   Fsync,        // path ("" = the whole tree, syncfs); datasync
+  // Reintegration (resync.h): each describes the primary's state of one path at its place in the
+  // stream, and the secondary makes its copy match ("ensure" semantics, never an error for a
+  // missing or different local object).
+  SyncDir,       // path, mode (S_IFDIR | perms), uid, gid, data = entry list (encodeEntries), flags
+  SyncFile,      // path, mode (S_IFREG | perms), uid, gid, length = size, flags
+  VerifyBlocks,  // path, offset = first byte, length = block size, data = block digests (16 B)
+  SyncSymlink,   // path, path2 = target, uid, gid, times
+  SyncNode,      // path, mode (S_IFIFO/S_IFCHR/S_IFBLK/S_IFSOCK | perms), rdev, uid, gid, times
+  SyncLink,      // path (existing name) -> path2 (must be another name of the same inode)
+  SyncXattrs,    // path, data = every extended attribute (encodeXattrs): the others go
+  ResyncDone,    // the reintegration's last record: the secondary now holds the primary's data
+  ResyncProgress,  // data = progress text shown on the secondary (at most kMaxProgress bytes)
 };
 const char* opTypeName(OpType t);
 
@@ -39,16 +52,24 @@ inline constexpr int32_t kSetSize = 8;
 inline constexpr int32_t kSetAtime = 16;  // atime_*; atime_nsec may be UTIME_NOW
 inline constexpr int32_t kSetMtime = 32;  // mtime_*; mtime_nsec may be UTIME_NOW
 
+// Sync* flags.
+inline constexpr int32_t kSyncNoXattrs = 1;    // the primary's object has none: remove the peer's
+inline constexpr int32_t kSyncWholeFile = 2;   // SyncFile: send every block, do not compare
+inline constexpr int32_t kSyncListMore = 4;    // SyncDir: the entry list continues in the next one
+inline constexpr int32_t kSyncHardLinked = 8;  // SyncFile: the primary's file has other names
+
 // Bounds a decoder enforces (and an encoder's caller respects): a write carries at most
 // kMaxData bytes (the FUSE max_write), a path at most kMaxPath bytes.
 inline constexpr size_t kMaxData = 1 << 20;
 inline constexpr size_t kMaxXattrValue = 64 * 1024;
 inline constexpr size_t kMaxPath = 4096;
 inline constexpr size_t kMaxXattrName = 255;
+inline constexpr size_t kMaxProgress = 1024;
 
 struct Op {
   OpType type = OpType::Write;
   uint64_t seq = 0;   // stream sequence number, strictly increasing from 1
+  uint16_t root = 0;  // which replicated directory of the module (index in <rfs>)
   std::string path;   // relative: no leading '/', no "." or ".." component, no empty component;
                       // "" names the replicated directory itself (SetAttr, xattrs, Fsync)
   std::string path2;  // Rename/Link: the new path; Symlink: the target
@@ -71,6 +92,20 @@ struct Op {
 
 // Whether `path` is a valid relative path of the stream (see Op::path); `allow_root` accepts "".
 bool validRelativePath(std::string_view path, bool allow_root);
+
+// A directory's entries for SyncDir: (name, file type as S_IFMT bits) pairs.
+struct DirEntry {
+  std::string name;
+  uint32_t type = 0;
+  bool operator==(const DirEntry&) const = default;
+};
+void encodeEntries(const std::vector<DirEntry>& entries, std::string* out);
+Result<std::vector<DirEntry>> decodeEntries(std::string_view data);
+
+// Extended attributes for SyncXattrs: (name, value) pairs.
+using XattrList = std::vector<std::pair<std::string, std::string>>;
+void encodeXattrs(const XattrList& xattrs, std::string* out);
+Result<XattrList> decodeXattrs(std::string_view data);
 
 // Checks an operation against the stream's rules: its type is known, its paths are valid for the
 // type (path2 a valid relative path for Rename/Link, a non-empty target without NUL for

@@ -128,6 +128,48 @@ std::vector<Op> sampleOps() {
     o.datasync = true;
   }));
   add(makeOp(OpType::Fsync, [&](Op& o) { o.path = "f"; }));
+  std::string entries;
+  encodeEntries({{"a", S_IFREG}, {"sub", S_IFDIR}}, &entries);
+  add(makeOp(OpType::SyncDir, [&](Op& o) {
+    o.path = "";
+    o.root = 65535;
+    o.mode = S_IFDIR | 0755;
+    o.flags = kSyncListMore;
+    o.data = entries;
+  }));
+  add(makeOp(OpType::SyncFile, [&](Op& o) {
+    o.path = "f";
+    o.mode = S_IFREG | 0644;
+    o.length = kU64Max;
+    o.flags = kSyncWholeFile | kSyncNoXattrs;
+  }));
+  add(makeOp(OpType::VerifyBlocks, [&](Op& o) {
+    o.path = "f";
+    o.offset = 1 << 20;
+    o.length = 128 * 1024;
+    o.data = std::string(32, 'd');
+  }));
+  add(makeOp(OpType::SyncSymlink, [&](Op& o) {
+    o.path = "l";
+    o.path2 = "../t";
+    o.mtime_sec = 5;
+  }));
+  add(makeOp(OpType::SyncNode, [&](Op& o) {
+    o.path = "fifo";
+    o.mode = S_IFIFO | 0600;
+  }));
+  add(makeOp(OpType::SyncLink, [&](Op& o) {
+    o.path = "a";
+    o.path2 = "b";
+  }));
+  std::string xattrs;
+  encodeXattrs({{"user.a", std::string("v\0w", 3)}}, &xattrs);
+  add(makeOp(OpType::SyncXattrs, [&](Op& o) {
+    o.path = "";
+    o.data = xattrs;
+  }));
+  add(makeOp(OpType::ResyncDone, [&](Op&) {}));
+  add(makeOp(OpType::ResyncProgress, [&](Op& o) { o.data = "12 files"; }));
   return ops;
 }
 
@@ -168,7 +210,7 @@ TEST(OpTest, ValidRelativePath) {
 
 TEST(OpTest, RoundTripEveryType) {
   std::vector<Op> ops = sampleOps();
-  std::vector<bool> seen(16, false);
+  std::vector<bool> seen(32, false);
   for (const Op& op : ops) {
     seen[static_cast<size_t>(op.type)] = true;
     ASSERT_TRUE(validateOp(op).ok()) << validateOp(op).toString();
@@ -178,7 +220,8 @@ TEST(OpTest, RoundTripEveryType) {
     EXPECT_EQ(r->first, op) << opTypeName(op.type);
     EXPECT_EQ(r->second, s.size());
   }
-  for (int t = static_cast<int>(OpType::Write); t <= static_cast<int>(OpType::Fsync); ++t) {
+  for (int t = static_cast<int>(OpType::Write); t <= static_cast<int>(OpType::ResyncProgress);
+       ++t) {
     EXPECT_TRUE(seen[static_cast<size_t>(t)]) << "no sample of type " << t;
   }
 }
@@ -242,9 +285,9 @@ TEST(OpTest, MalformedRecords) {
   putU32(&s, 0, 0xffffffffu);
   expectInvalid(s, "oversize length");
   s = good;
-  s[kVersionAt] = 2;
-  expectInvalid(s, "bad version");
-  for (int t : {0, 15, 255}) {
+  s[kVersionAt] = 1;
+  expectInvalid(s, "old version");
+  for (int t : {0, 24, 255}) {
     s = good;
     s[kTypeAt] = static_cast<char>(t);
     expectInvalid(s, "bad type");
@@ -258,7 +301,7 @@ TEST(OpTest, MalformedRecords) {
     o.seq = 1;
     o.path = "f";
   }));
-  s[kLengthField + 1 + 1 + 8 + 4 + 8 + 4 + 4 + 8 + 8 + 4 + 32] = 2;
+  s[kLengthField + 1 + 1 + 8 + 2 + 4 + 8 + 4 + 4 + 8 + 8 + 4 + 32] = 2;
   expectInvalid(s, "datasync not 0/1");
 
   Op op = base;
@@ -348,6 +391,50 @@ TEST(OpTest, MalformedRecords) {
                                 o.path = "";
                               })),
                 "unlink of the root");
+  expectInvalid(withOp(makeOp(OpType::VerifyBlocks,
+                              [&](Op& o) {
+                                o.seq = 1;
+                                o.path = "f";
+                                o.length = 4096;
+                                o.data = "odd";
+                              })),
+                "digest list not a multiple of 16 bytes");
+  expectInvalid(withOp(makeOp(OpType::ResyncDone,
+                              [&](Op& o) {
+                                o.seq = 1;
+                                o.path = "f";
+                              })),
+                "resync marker with a path");
+  expectInvalid(withOp(makeOp(OpType::SyncFile,
+                              [&](Op& o) {
+                                o.seq = 1;
+                                o.path = "d";
+                                o.mode = S_IFDIR;
+                              })),
+                "SyncFile of a directory");
+}
+
+TEST(OpTest, EntryAndXattrListsRoundTripAndRefuseGarbage) {
+  std::vector<DirEntry> entries = {{"a", S_IFREG}, {std::string(255, 'n'), S_IFLNK}};
+  std::string data;
+  encodeEntries(entries, &data);
+  auto back = decodeEntries(data);
+  ASSERT_TRUE(back.ok()) << back.status().toString();
+  EXPECT_EQ(*back, entries);
+  for (const std::vector<DirEntry>& bad :
+       std::vector<std::vector<DirEntry>>{{{"..", S_IFDIR}}, {{"a/b", S_IFREG}}, {{"", S_IFREG}}}) {
+    data.clear();
+    encodeEntries(bad, &data);
+    EXPECT_FALSE(decodeEntries(data).ok()) << bad[0].name;
+  }
+  EXPECT_FALSE(decodeEntries(std::string("\xff\xff\xff\xff", 4)).ok());
+  XattrList xattrs = {{"user.a", "1"}, {"security.b", std::string(1000, 'x')}};
+  data.clear();
+  encodeXattrs(xattrs, &data);
+  auto xback = decodeXattrs(data);
+  ASSERT_TRUE(xback.ok());
+  EXPECT_EQ(*xback, xattrs);
+  EXPECT_FALSE(decodeXattrs(data + "z").ok());
 }
 
 // Mutated records must decode or fail cleanly, never crash or read outside the buffer (run

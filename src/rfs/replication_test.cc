@@ -1,25 +1,27 @@
-// Replication end to end on one machine: a FUSE mount over the "primary" directory feeds the
-// stream to a real TCP link whose receiver applies it to the "secondary" directory; real
-// workloads run through the mount, then the two trees are compared block by block. The binary
-// lives in its own mount and network namespaces (created first), so neither the mount nor the
-// traffic is visible to the rest of the machine.
+// Replication end to end on one machine: the primary's service (FUSE over the "primary" directory,
+// the hub, the listener) and the secondary's (applier on the "secondary" directory) talk over a
+// real TCP link on loopback; real workloads run through the mount, before, during and after a
+// full reintegration, then the two trees are compared block by block. The binary lives in its own
+// mount and network namespaces (created first), so neither the mount nor the traffic is visible
+// to the rest of the machine.
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sched.h>
 #include <sys/mount.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstdlib>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <string>
+#include <thread>
 
-#include "rfs/applier.h"
-#include "rfs/fuse_fs.h"
-#include "rfs/stream_link.h"
+#include "rfs/service.h"
 #include "rfs/tree_diff.h"
 #include "sys/netns_test_util.h"
 
@@ -41,6 +43,42 @@ const auto* const kEnv = ::testing::AddGlobalTestEnvironment(new PrivateNamespac
 
 int sh(const std::string& command) { return std::system(command.c_str()); }
 
+// Collects a service's events; waits for one of a kind.
+class Events {
+ public:
+  EventSink sink() {
+    return [this](const ServiceEvent& e) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      seen_.push_back(e.kind + ": " + e.message);
+      cv_.notify_all();
+    };
+  }
+  bool waitFor(const std::string& kind, std::chrono::seconds limit = std::chrono::seconds(60)) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    return cv_.wait_for(lock, limit, [&] {
+      for (const auto& s : seen_) {
+        if (s.rfind(kind + ":", 0) == 0) {
+          return true;
+        }
+      }
+      return false;
+    });
+  }
+  std::string all() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    std::string out;
+    for (const auto& s : seen_) {
+      out += s + "\n";
+    }
+    return out;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::vector<std::string> seen_;
+};
+
 class ReplicationTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -51,42 +89,73 @@ class ReplicationTest : public ::testing::Test {
     secondary_ = tmp_ + "/secondary";
     std::filesystem::create_directories(primary_);
     std::filesystem::create_directories(secondary_);
-    auto a = Applier::open(secondary_);
-    ASSERT_TRUE(a.ok()) << a.status().message();
-    applier_ = std::move(*a);
-    const int port = 5620;  // the listener sets SO_REUSEADDR: each test can bind it again
-    auto r = StreamReceiver::listen({"127.0.0.1", port, 1}, *applier_);
-    ASSERT_TRUE(r.ok()) << r.status().message();
-    receiver_ = std::move(*r);
-    auto s = StreamSender::connect({"127.0.0.1", port, 1, Millis(30000), Millis(2000)}, time_);
-    ASSERT_TRUE(s.ok()) << s.status().message();
-    sender_ = std::move(*s);
-    auto f = FuseFs::mount({primary_, nullptr, false, 8}, *sender_);
-    ASSERT_TRUE(f.ok()) << f.status().message();
-    fuse_ = std::move(*f);
   }
 
   void TearDown() override {
-    if (fuse_) {
-      (void)fuse_->unmount();
+    secondary_service_.reset();
+    if (primary_service_) {
+      (void)primary_service_->stop();
     }
-    fuse_.reset();
-    sender_.reset();
-    receiver_.reset();
-    applier_.reset();
+    primary_service_.reset();
     std::error_code ec;
     std::filesystem::remove_all(tmp_, ec);
+  }
+
+  ServiceOptions options(const std::string& dir, const std::string& local,
+                         const std::string& peer) {
+    ServiceOptions o;
+    ReplicatedDir d;
+    d.dir = dir;
+    d.replicated = replicated_;
+    o.dirs.push_back(d);
+    o.link.module_id = 1;
+    o.link.send_timeout = Millis(20000);
+    o.local_addr = local;
+    o.peer_addr = peer;
+    o.port = 5620;  // the listener sets SO_REUSEADDR: each test can bind it again
+    o.resync.threads = 4;
+    o.resync.block_size = 64 * 1024;
+    o.connections = connections_;
+    return o;
+  }
+
+  void startPrimary() {
+    auto p = PrimaryService::start(options(primary_, "127.0.0.1", "127.0.0.2"), time_,
+                                   primary_events_.sink());
+    ASSERT_TRUE(p.ok()) << p.status().message();
+    primary_service_ = std::move(*p);
+  }
+
+  // The secondary joins and reintegrates; returns once both sides report it done.
+  void startSecondary() {
+    auto s = SecondaryService::start(options(secondary_, "127.0.0.2", "127.0.0.1"), time_,
+                                     secondary_events_.sink());
+    ASSERT_TRUE(s.ok()) << s.status().message();
+    secondary_service_ = std::move(*s);
+  }
+
+  void waitSynced() {
+    ASSERT_TRUE(secondary_events_.waitFor("synced")) << secondary_events_.all();
+    ASSERT_TRUE(primary_events_.waitFor("synced")) << primary_events_.all();
+  }
+
+  void startPair() {
+    startPrimary();
+    startSecondary();
+    waitSynced();
   }
 
   // Ends the workload: everything written is flushed through the mount and acknowledged, then
   // the mount goes away and both trees are compared.
   void expectIdenticalTrees() {
     ASSERT_EQ(sh("sync -f '" + primary_ + "'"), 0);
-    ASSERT_TRUE(fuse_->unmount().ok());
-    fuse_.reset();
-    ASSERT_FALSE(sender_->lost()) << sender_->lostReason() << " / " << receiver_->lastError();
+    EXPECT_TRUE(primary_service_->status().value("synced", false))
+        << primary_events_.all() << secondary_events_.all();
+    ASSERT_TRUE(primary_service_->stop().ok());
+    secondary_service_.reset();
     WalkOptions w;
     w.block_size = 64 * 1024;
+    w.include = replicated_;
     auto p = walkTree(primary_, w);
     auto s = walkTree(secondary_, w);
     ASSERT_TRUE(p.ok()) << p.status().message();
@@ -98,26 +167,31 @@ class ReplicationTest : public ::testing::Test {
     for (size_t i = 0; i < diffs->size() && i < 20; ++i) {
       listed += describeDiff((*diffs)[i]) + "\n";
     }
-    EXPECT_TRUE(diffs->empty()) << diffs->size() << " differences, first:\n" << listed;
+    EXPECT_TRUE(diffs->empty()) << diffs->size() << " differences, first:\n"
+                                << listed << primary_events_.all() << secondary_events_.all();
   }
 
   RealTimeSource time_;
   std::string tmp_;
   std::string primary_;
   std::string secondary_;
-  std::unique_ptr<Applier> applier_;
-  std::unique_ptr<StreamReceiver> receiver_;
-  std::unique_ptr<StreamSender> sender_;
-  std::unique_ptr<FuseFs> fuse_;
+  std::function<bool(std::string_view)> replicated_;
+  unsigned connections_ = 1;
+  Events primary_events_;
+  Events secondary_events_;
+  std::unique_ptr<PrimaryService> primary_service_;
+  std::unique_ptr<SecondaryService> secondary_service_;
 };
 
 TEST_F(ReplicationTest, UntarOfARealTree) {
+  startPair();
   ASSERT_EQ(sh("tar -C /usr/include -cf '" + tmp_ + "/linux.tar' linux"), 0);
   ASSERT_EQ(sh("tar -C '" + primary_ + "' -xf '" + tmp_ + "/linux.tar'"), 0);
   expectIdenticalTrees();
 }
 
 TEST_F(ReplicationTest, SqliteTransactions) {
+  startPair();
   const std::string db = primary_ + "/app.db";
   std::string script = "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);\n";
   for (int i = 0; i < 200; ++i) {
@@ -134,6 +208,7 @@ TEST_F(ReplicationTest, SqliteTransactions) {
 }
 
 TEST_F(ReplicationTest, GitRepositoryOperations) {
+  startPair();
   const std::string repo = primary_ + "/repo";
   ASSERT_EQ(sh("set -e; git init -q '" + repo + "'; cd '" + repo +
                "'; git config user.email t@example.org; git config user.name t; "
@@ -145,14 +220,17 @@ TEST_F(ReplicationTest, GitRepositoryOperations) {
   ASSERT_EQ(sh("git -C '" + secondary_ + "/repo' fsck --strict > /dev/null"), 0);
 }
 
+const char* kTrickyTree =
+    "mkdir -p a/b/c; echo one > a/b/c/f; "
+    "mv a/b z; ln z/c/f hard; ln -s z/c/f soft; ln -s /etc/passwd abs; "
+    "truncate -s 1G sparse; dd if=/dev/urandom of=sparse bs=4k seek=1000 count=2 "
+    "conv=notrunc status=none; printf 0123456789 > t; truncate -s 4 t; "
+    "chmod 0640 t; chown 1234:5678 t; touch -d '2020-01-02 03:04:05' t; mkfifo fifo; "
+    "setfattr -n user.color -v blue t; ";
+
 TEST_F(ReplicationTest, RenamesTruncatesSparseFilesLinksAndPermissions) {
-  const std::string p = primary_;
-  ASSERT_EQ(sh("set -e; cd '" + p +
-               "'; mkdir -p a/b/c; echo one > a/b/c/f; "
-               "mv a/b z; ln z/c/f hard; ln -s z/c/f soft; ln -s /etc/passwd abs; "
-               "truncate -s 1G sparse; dd if=/dev/urandom of=sparse bs=4k seek=1000 count=2 "
-               "conv=notrunc status=none; printf 0123456789 > t; truncate -s 4 t; "
-               "chmod 0640 t; chown 1234:5678 t; touch -d '2020-01-02 03:04:05' t; mkfifo fifo; "
+  startPair();
+  ASSERT_EQ(sh(std::string("set -e; cd '") + primary_ + "'; " + kTrickyTree +
                "python3 -c \"import os\nf=open('open.txt','w'); f.write('before '); f.flush()\n"
                "os.rename('open.txt','renamed.txt'); f.write('after'); f.close()\n"
                "g=open('gone.txt','w'); os.unlink('gone.txt'); g.write('lost'); g.close()\""),
@@ -162,6 +240,135 @@ TEST_F(ReplicationTest, RenamesTruncatesSparseFilesLinksAndPermissions) {
   std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   EXPECT_EQ(content, "before after");
   EXPECT_FALSE(std::filesystem::exists(secondary_ + "/gone.txt"));
+}
+
+// The primary holds a tree before the secondary joins: the reintegration copies all of it.
+TEST_F(ReplicationTest, FullReintegrationIntoAnEmptySecondary) {
+  ASSERT_EQ(sh("set -e; cd '" + primary_ + "'; tar -C /usr/include -cf - linux | tar -xf -; " +
+               kTrickyTree + "dd if=/dev/urandom of=big bs=1M count=24 status=none"),
+            0);
+  startPair();
+  const auto status = primary_service_->status();
+  EXPECT_GT(status["reintegration"].value("bytes_copied", uint64_t{0}), uint64_t{24} << 20);
+  expectIdenticalTrees();
+}
+
+// The secondary holds a stale, partly different copy: only what differs is copied, and what the
+// primary does not have goes away.
+TEST_F(ReplicationTest, FullReintegrationRepairsAStaleSecondary) {
+  ASSERT_EQ(sh("set -e; cd '" + primary_ + "'; tar -C /usr/include -cf - linux | tar -xf -; " +
+               kTrickyTree + "dd if=/dev/urandom of=big bs=1M count=32 status=none"),
+            0);
+  ASSERT_EQ(sh("set -e; cp -a '" + primary_ + "/.' '" + secondary_ + "/'; cd '" + secondary_ +
+               "'; dd if=/dev/zero of=big bs=4k seek=100 count=3 conv=notrunc status=none; "
+               "rm -r linux/netfilter; echo extra > linux/extra.h; mkdir -p stale/dir; "
+               "echo x > stale/dir/f; rm soft; ln -s elsewhere soft; rm fifo; mkdir fifo; "
+               "chmod 0600 linux/types.h; rm hard; echo separate > hard; "
+               "setfattr -x user.color t; setfattr -n user.stale -v 1 z/c/f; "
+               "truncate -s 10 t"),
+            0);
+  startPair();
+  const auto status = primary_service_->status();
+  const uint64_t copied = status["reintegration"].value("bytes_copied", uint64_t{0});
+  EXPECT_GT(copied, 0u);
+  // The three zeroed 4 KiB blocks fall in one or two 64 KiB blocks; the netfilter headers and
+  // a few small files come on top: far less than the 32 MiB file.
+  EXPECT_LT(copied, uint64_t{4} << 20) << status.dump();
+  expectIdenticalTrees();
+}
+
+// The application keeps writing, renaming and deleting while the secondary reintegrates.
+TEST_F(ReplicationTest, ReintegrationWhileTheApplicationWrites) {
+  ASSERT_EQ(sh("set -e; cd '" + primary_ +
+               "'; tar -C /usr/include -cf - . | tar -xf -; "
+               "dd if=/dev/urandom of=big bs=1M count=256 status=none"),
+            0);
+  // The secondary has an older copy, so files are compared (hashed while written), not sent.
+  ASSERT_EQ(sh("set -e; cp -a '" + primary_ + "/.' '" + secondary_ + "/'; cd '" + secondary_ +
+               "'; dd if=/dev/zero of=big bs=1M seek=7 count=1 conv=notrunc status=none"),
+            0);
+  startPrimary();
+  std::atomic<bool> stop{false};
+  std::atomic<int> rounds{0};
+  std::thread writer([&] {
+    for (int i = 0; !stop && i < 100000; ++i) {
+      const std::string n = std::to_string(i % 50);
+      sh("cd '" + primary_ + "' && echo " + std::to_string(i) + " >> log.txt && " +
+         "dd if=/dev/urandom of=big bs=4k seek=" + std::to_string((i * 37) % 60000) +
+         " count=1 conv=notrunc status=none && mkdir -p w/" + n + " && echo " + std::to_string(i) +
+         " > w/" + n + "/f && mv w/" + n + " w/m" + n + " && rm -rf w/" + n + "-old && mv w/m" + n +
+         " w/" + n + "-old && " + "mv linux/" +
+         (i % 2 ? "a.out.h linux/a.out.h.moved" : "a.out.h.moved linux/a.out.h") +
+         " 2>/dev/null; true");
+      ++rounds;
+    }
+  });
+  while (rounds < 3) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  const int before = rounds;
+  startSecondary();
+  const bool synced = secondary_events_.waitFor("synced") && primary_events_.waitFor("synced");
+  const int during = rounds - before;
+  stop = true;
+  writer.join();
+  ASSERT_TRUE(synced) << primary_events_.all() << secondary_events_.all();
+  // The workload really ran while the reintegration did.
+  EXPECT_GE(during, 5) << primary_events_.all();
+  expectIdenticalTrees();
+}
+
+TEST_F(ReplicationTest, SeveralConnections) {
+  connections_ = 3;
+  ASSERT_EQ(sh("set -e; cd '" + primary_ +
+               "'; dd if=/dev/urandom of=big bs=1M count=16 "
+               "status=none; tar -C /usr/include -cf - linux | tar -xf -"),
+            0);
+  startPair();
+  ASSERT_EQ(sh("set -e; cd '" + primary_ +
+               "'; for i in $(seq 1 200); do echo $i > n$i; done; "
+               "dd if=/dev/urandom of=big2 bs=1M count=16 status=none"),
+            0);
+  expectIdenticalTrees();
+}
+
+// <notreplicated>: what is excluded stays on its node, on both sides.
+TEST_F(ReplicationTest, NotReplicatedPathsStayLocal) {
+  replicated_ = [](std::string_view p) { return p != "tmp" && p.rfind("tmp/", 0) != 0; };
+  ASSERT_EQ(
+      sh("set -e; mkdir -p '" + secondary_ + "/tmp'; echo mine > '" + secondary_ + "/tmp/local'"),
+      0);
+  startPair();
+  ASSERT_EQ(sh("set -e; cd '" + primary_ + "'; mkdir -p tmp; echo scratch > tmp/s; echo kept > k"),
+            0);
+  expectIdenticalTrees();
+  EXPECT_TRUE(std::filesystem::exists(secondary_ + "/tmp/local"));
+  EXPECT_FALSE(std::filesystem::exists(secondary_ + "/tmp/s"));
+  EXPECT_TRUE(std::filesystem::exists(secondary_ + "/k"));
+}
+
+// Losing the secondary never fails the application's operation (the session was not synced
+// when it went, so nothing waits).
+TEST_F(ReplicationTest, LosingTheSecondaryNeverFailsTheApplication) {
+  startPair();
+  ASSERT_EQ(sh("echo a > '" + primary_ + "/a' && sync -f '" + primary_ + "'"), 0);
+  secondary_service_.reset();  // its connections close
+  ASSERT_TRUE(primary_events_.waitFor("lost")) << primary_events_.all();
+  // Synced when lost: fenced until the runtime knows the peer is outdated.
+  EXPECT_TRUE(primary_service_->status().value("fenced", false));
+  std::thread unfence([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    primary_service_->unfence();
+  });
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_EQ(sh("echo b > '" + primary_ + "/b' && sync -f '" + primary_ + "'"), 0);
+  const auto waited = std::chrono::steady_clock::now() - t0;
+  unfence.join();
+  // The fsync waited for the fence to be lifted, not for the send timeout.
+  EXPECT_GE(waited, std::chrono::milliseconds(250));
+  EXPECT_LT(waited, std::chrono::seconds(10));
+  EXPECT_FALSE(primary_service_->status().value("fenced", true));
+  ASSERT_EQ(sh("echo c > '" + primary_ + "/c' && sync -f '" + primary_ + "'"), 0);
 }
 
 }  // namespace

@@ -1,132 +1,216 @@
 // halo-rfs: the replication process of one mirror module on one node (DESIGN 2, 6). Separate from
-// the module runtime so that a runtime restart never breaks the application's I/O.
+// the module runtime so that a runtime restart never breaks the application's I/O. The runtime
+// starts it for a role and stops it (SIGTERM) when the role ends:
 //
-//   halo-rfs primary   --dir D --peer ADDR --port P --module-id N [--send-timeout MS]
-//   halo-rfs secondary --dir D --listen ADDR --port P --module-id N [--sync]
+//   halo-rfs primary   -m MODULE           FUSE over every replicated directory, listens for
+//                                          the secondary and reintegrates it
+//   halo-rfs secondary -m MODULE [--full]  applies what the primary sends
 //
-// primary: connects to the secondary (or runs alone when it cannot), then mounts the FUSE
-// interception over D; every operation goes to the peer in order. secondary: applies what the
-// primary sends to D (--sync: fsync there too, async="none"). Both run until SIGTERM or SIGINT;
-// the primary then unmounts. Progress and problems are one line each on stdout
-// ("mounted ...", "link lost: ...") for the runtime to log.
-//
-// Not yet (issue 5): reintegration, notreplicated from the configuration, TLS, nbremconn.
+// The configuration is the module's active one (with the environment's macros, like the runtime
+// that started it), cluster.xml and the module key under HALO_ROOT. fd 3, when open, gets "OK\n"
+// once the role is in place or "ERR <message>\n". The control socket $RUN/modules/MODULE.rfs.sock
+// answers the local API's requests (docs/replication.md): status, events (long poll), unfence,
+// verify. Exit codes: 0 stopped, 1 could not start, 3 the secondary's link ended.
 
+#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
-#include <charconv>
 #include <cstdio>
 #include <cstring>
-#include <map>
-#include <memory>
+#include <deque>
+#include <mutex>
 #include <string>
+#include <thread>
 
-#include "rfs/applier.h"
-#include "rfs/fuse_fs.h"
-#include "rfs/stream_link.h"
+#include "config/macros.h"
+#include "config/module_config.h"
+#include "module/mirror_io.h"
+#include "module/ports.h"
+#include "proto/api.h"
+#include "rfs/filter.h"
+#include "rfs/service.h"
+#include "sys/event_loop.h"
+#include "sys/files.h"
+#include "sys/unix_socket.h"
 
 namespace {
 
-using halo::rfs::Op;
+using halo::Millis;
+using halo::Result;
+using halo::Status;
+using halo::rfs::ServiceEvent;
+using halo::rfs::ServiceOptions;
 
-// The primary without a peer: operations are applied locally and not sent anywhere.
-class AloneSink : public halo::rfs::OpSink {
- public:
-  uint64_t submit(Op op) override { return op.seq = ++seq_; }
-  void waitAcked(uint64_t) override {}
+constexpr size_t kKeptEvents = 1000;
+constexpr int64_t kMaxEventWaitMs = 10000;
+constexpr Millis kLingerAfterLoss{1500};  // the runtime's long poll picks up the last events
 
- private:
-  uint64_t seq_ = 0;  // only called under the file system's ordering lock
-};
+void report(const std::string& line) {
+  if (fcntl(3, F_GETFD) < 0) {
+    return;
+  }
+  std::string out = line + "\n";
+  [[maybe_unused]] ssize_t n = write(3, out.data(), out.size());
+  close(3);
+}
 
 int usage() {
   fprintf(stderr,
-          "usage: halo-rfs primary --dir D --peer ADDR --port P --module-id N "
-          "[--send-timeout MS]\n"
-          "       halo-rfs secondary --dir D --listen ADDR --port P --module-id N [--sync]\n"
-          "The replication process of a mirror module; the module runtime starts it.\n");
+          "usage: halo-rfs primary -m MODULE\n"
+          "       halo-rfs secondary -m MODULE [--full]\n"
+          "The replication process of a mirror module; its runtime starts it.\n");
   return 2;
 }
 
-// A whole non-negative decimal number, or -1.
-int64_t number(const std::string& text) {
-  int64_t v = -1;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  return ec == std::errc() && end == text.data() + text.size() && v >= 0 ? v : -1;
+// The module's configuration, turned into what a service needs.
+Result<ServiceOptions> loadOptions(const halo::Paths& paths, const std::string& module, bool full) {
+  const std::string conf = paths.activeConfDir(module) + "/userconfig.xml";
+  HALO_ASSIGN_OR_RETURN(
+      auto cfg, halo::config::parseModuleConfigFile(conf, halo::config::processEnvironment()));
+  if (!cfg.rfs) {
+    return halo::failedPrecondition("module '" + module + "' has no <rfs>: nothing to replicate");
+  }
+  HALO_ASSIGN_OR_RETURN(auto setup, halo::module::prepareMirror(paths, module, cfg));
+  HALO_ASSIGN_OR_RETURN(auto addrs, halo::module::replicationAddresses(setup, cfg));
+  const auto& rfs = *cfg.rfs;
+  ServiceOptions o;
+  for (const auto& r : rfs.replicated) {
+    halo::rfs::ReplicatedDir d;
+    d.dir = r.dir;
+    d.read_only = r.read_only;
+    for (const auto& t : r.tocheck) {
+      d.tocheck.push_back(t.path);
+    }
+    HALO_ASSIGN_OR_RETURN(auto filter, halo::rfs::ReplicationFilter::create(r));
+    if (!filter->excludesNothing()) {
+      std::shared_ptr<halo::rfs::ReplicationFilter> shared(std::move(filter));
+      d.replicated = [shared](std::string_view p) { return shared->replicated(p); };
+    }
+    o.dirs.push_back(std::move(d));
+  }
+  o.link.module_id = static_cast<uint16_t>(setup.module_id);
+  o.link.send_timeout = rfs.sendtimeout;
+  o.lock_timeout = rfs.locktimeout;
+  o.local_addr = addrs.local;
+  o.peer_addr = addrs.peer;
+  o.port = halo::portsForModuleId(setup.module_id).rfs_tcp_first;
+  o.resync.threads = static_cast<unsigned>(rfs.nbrei);
+  o.resync.bandwidth_kib_per_s = static_cast<uint64_t>(rfs.reiallowedbw);
+  o.sync_on_fsync = rfs.async == halo::config::RfsAsync::None;
+  o.connections = static_cast<unsigned>(rfs.nbremconn);
+  o.full = full;
+  const std::string key_path = paths.moduleConfDir(module) + "/modulekey.dat";
+  if (halo::sys::pathExists(key_path)) {
+    HALO_ASSIGN_OR_RETURN(std::string text, halo::sys::readFile(key_path));
+    HALO_ASSIGN_OR_RETURN(auto tls, halo::rfs::parseModuleTls(text));
+    if (!tls) {
+      return halo::failedPrecondition(
+          key_path + " holds no TLS identity for the replication link: run halo module genkey -m " +
+          module + " again and copy the file to the other node");
+    }
+    o.link.tls = std::move(*tls);
+  }
+  return o;
 }
 
-void say(const std::string& line) {
-  printf("%s\n", line.c_str());
-  fflush(stdout);
-}
+// The events the runtime has not collected yet, and the control socket's long polls.
+class Control {
+ public:
+  Control(halo::sys::EventLoop& loop) : loop_(loop) {}
 
-// Blocks the termination signals before any thread starts, then waits for one.
-sigset_t blockTermination() {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  return set;
-}
+  void add(const ServiceEvent& e) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      nlohmann::json j = {{"seq", ++last_},
+                          {"kind", e.kind},
+                          {"message", e.message},
+                          {"level", std::string(1, e.level)}};
+      events_.push_back(std::move(j));
+      if (events_.size() > kKeptEvents) {
+        events_.pop_front();
+      }
+    }
+    loop_.post([this] { answerWaiters(false); });
+  }
 
-int runPrimary(const std::map<std::string, std::string>& args, const sigset_t& term) {
-  halo::RealTimeSource time;
-  halo::rfs::SenderOptions so;
-  so.peer_addr = args.at("--peer");
-  so.port = static_cast<int>(number(args.at("--port")));
-  so.module_id = static_cast<uint16_t>(number(args.at("--module-id")));
-  if (args.count("--send-timeout") != 0) {
-    so.send_timeout = halo::Millis(number(args.at("--send-timeout")));
-  }
-  AloneSink alone;
-  std::unique_ptr<halo::rfs::StreamSender> sender;
-  auto connected = halo::rfs::StreamSender::connect(so, time);
-  if (connected.ok()) {
-    sender = std::move(*connected);
-    sender->setLostHandler([](const std::string& why) { say("link lost: " + why); });
-    say("link up to " + so.peer_addr + ":" + std::to_string(so.port));
-  } else {
-    say("alone: " + connected.status().message());
-  }
-  halo::rfs::OpSink& sink = sender ? static_cast<halo::rfs::OpSink&>(*sender) : alone;
-  auto fs = halo::rfs::FuseFs::mount({args.at("--dir"), nullptr, false, 8}, sink);
-  if (!fs.ok()) {
-    say("error: " + fs.status().message());
-    return 1;
-  }
-  say("mounted " + args.at("--dir"));
-  int sig = 0;
-  sigwait(&term, &sig);
-  halo::Status s = (*fs)->unmount();
-  say(s.ok() ? "unmounted" : "error: " + s.message());
-  return s.ok() ? 0 : 1;
-}
+  void setServer(halo::sys::LineServer* server) { server_ = server; }
+  void setStatus(std::function<nlohmann::json()> status) { status_ = std::move(status); }
 
-int runSecondary(const std::map<std::string, std::string>& args, const sigset_t& term) {
-  halo::rfs::ApplierOptions ao;
-  ao.sync_on_fsync = args.count("--sync") != 0;
-  auto applier = halo::rfs::Applier::open(args.at("--dir"), ao);
-  if (!applier.ok()) {
-    say("error: " + applier.status().message());
-    return 1;
+  // {"after": N, "wait_ms": T}: the events after N, as soon as there are any (or after T).
+  void poll(halo::sys::LineServer::ConnId conn, const nlohmann::json& params) {
+    Waiter w{conn, params.value("after", uint64_t{0}), 0};
+    const int64_t wait = std::min(params.value("wait_ms", int64_t{0}), kMaxEventWaitMs);
+    if (wait > 0 && !hasAfter(w.after)) {
+      w.timer = loop_.addTimer(Millis(wait), [this, conn] { answer(conn, true); });
+      waiters_.push_back(w);
+      return;
+    }
+    waiters_.push_back(w);
+    answer(conn, true);
   }
-  halo::rfs::ReceiverOptions ro;
-  ro.local_addr = args.at("--listen");
-  ro.port = static_cast<int>(number(args.at("--port")));
-  ro.module_id = static_cast<uint16_t>(number(args.at("--module-id")));
-  auto receiver = halo::rfs::StreamReceiver::listen(ro, **applier);
-  if (!receiver.ok()) {
-    say("error: " + receiver.status().message());
-    return 1;
+
+ private:
+  struct Waiter {
+    halo::sys::LineServer::ConnId conn;
+    uint64_t after;
+    halo::sys::EventLoop::Id timer;
+  };
+
+  bool hasAfter(uint64_t after) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return last_ > after;
   }
-  say("listening on " + ro.local_addr + ":" + std::to_string(ro.port));
-  int sig = 0;
-  sigwait(&term, &sig);
-  say("stopped after operation " + std::to_string((*receiver)->applied()));
-  return 0;
-}
+
+  void answerWaiters(bool force) {
+    std::vector<halo::sys::LineServer::ConnId> ready;
+    for (const auto& w : waiters_) {
+      if (force || hasAfter(w.after)) {
+        ready.push_back(w.conn);
+      }
+    }
+    for (auto c : ready) {
+      answer(c, true);
+    }
+  }
+
+  void answer(halo::sys::LineServer::ConnId conn, bool /*always*/) {
+    auto it = std::find_if(waiters_.begin(), waiters_.end(),
+                           [&](const Waiter& w) { return w.conn == conn; });
+    if (it == waiters_.end()) {
+      return;
+    }
+    const Waiter w = *it;
+    waiters_.erase(it);
+    if (w.timer != 0) {
+      loop_.cancelTimer(w.timer);
+    }
+    nlohmann::json list = nlohmann::json::array();
+    uint64_t last = 0;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      for (const auto& e : events_) {
+        if (e["seq"].get<uint64_t>() > w.after) {
+          list.push_back(e);
+        }
+      }
+      last = last_;
+    }
+    nlohmann::json data = {{"events", list}, {"last", last}};
+    if (status_) {
+      data["status"] = status_();
+    }
+    server_->reply(conn, halo::proto::encodeReply(halo::proto::okReply("", data)));
+  }
+
+  halo::sys::EventLoop& loop_;
+  halo::sys::LineServer* server_ = nullptr;
+  std::function<nlohmann::json()> status_;
+  std::mutex mutex_;
+  std::deque<nlohmann::json> events_;  // guarded by mutex_
+  uint64_t last_ = 0;                  // guarded by mutex_
+  std::vector<Waiter> waiters_;        // loop thread only
+};
 
 }  // namespace
 
@@ -135,35 +219,140 @@ int main(int argc, char** argv) {
     return usage();
   }
   const std::string role = argv[1];
-  std::map<std::string, std::string> args;
+  std::string module;
+  bool full = false;
   for (int i = 2; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "--sync") {
-      args[a] = "1";
-    } else if (a.rfind("--", 0) == 0 && i + 1 < argc) {
-      args[a] = argv[++i];
+    if (std::strcmp(argv[i], "-m") == 0 && i + 1 < argc) {
+      module = argv[++i];
+    } else if (std::strcmp(argv[i], "--full") == 0) {
+      full = true;
     } else {
       return usage();
     }
   }
-  const char* needed_primary[] = {"--dir", "--peer", "--port", "--module-id"};
-  const char* needed_secondary[] = {"--dir", "--listen", "--port", "--module-id"};
-  if (role != "primary" && role != "secondary") {
+  if ((role != "primary" && role != "secondary") || module.empty()) {
     return usage();
   }
-  for (const char* n : role == "primary" ? needed_primary : needed_secondary) {
-    if (args.count(n) == 0) {
-      fprintf(stderr, "halo-rfs %s: %s is required\n", role.c_str(), n);
-      return usage();
-    }
-  }
-  for (const char* n : {"--port", "--module-id", "--send-timeout"}) {
-    if (args.count(n) != 0 && number(args.at(n)) < 0) {
-      fprintf(stderr, "halo-rfs: %s '%s' is not a number\n", n, args.at(n).c_str());
-      return usage();
-    }
-  }
   signal(SIGPIPE, SIG_IGN);
-  const sigset_t term = blockTermination();
-  return role == "primary" ? runPrimary(args, term) : runSecondary(args, term);
+  const halo::Paths paths = halo::Paths::fromEnvironment();
+  halo::RealTimeSource time;
+  auto loop = halo::sys::EventLoop::create(time);
+  if (!loop.ok()) {
+    report("ERR " + loop.status().message());
+    return 1;
+  }
+  int exit_code = 0;
+  // Before any thread exists, so that every thread has the termination signals blocked.
+  Status sig = (*loop)->watchSignals({SIGTERM, SIGINT}, [&](int) { (*loop)->exit(); });
+  if (!sig.ok()) {
+    report("ERR " + sig.message());
+    return 1;
+  }
+  auto options = loadOptions(paths, module, full);
+  if (!options.ok()) {
+    report("ERR " + options.status().message());
+    return 1;
+  }
+  Control control(**loop);
+  auto sink = [&](const ServiceEvent& e) {
+    control.add(e);
+    if (role == "secondary" && e.kind == "lost") {
+      // The session is over: give the runtime a moment to collect the events, then end.
+      (*loop)->post([&] {
+        exit_code = 3;
+        (*loop)->addTimer(kLingerAfterLoss, [&] { (*loop)->exit(); });
+      });
+    }
+  };
+  std::unique_ptr<halo::rfs::PrimaryService> primary;
+  std::unique_ptr<halo::rfs::SecondaryService> secondary;
+  const ServiceOptions opts = *options;
+  if (role == "primary") {
+    auto p = halo::rfs::PrimaryService::start(opts, time, sink);
+    if (!p.ok()) {
+      report("ERR " + p.status().message());
+      return 1;
+    }
+    primary = std::move(*p);
+    control.setStatus([&] { return primary->status(); });
+  } else {
+    auto s = halo::rfs::SecondaryService::start(opts, time, sink);
+    if (!s.ok()) {
+      report("ERR " + s.status().message());
+      return 1;
+    }
+    secondary = std::move(*s);
+    control.setStatus([&] { return secondary->status(); });
+  }
+  std::vector<std::thread> verifiers;
+  std::unique_ptr<halo::sys::LineServer> server;
+  auto handle = [&](halo::sys::LineServer::ConnId conn, const std::string& line) {
+    auto req = halo::proto::decodeRequest(line);
+    if (!req.ok()) {
+      server->reply(conn, halo::proto::encodeReply(halo::proto::errorReply(
+                              "malformed request: " + req.status().message(), 2)));
+      return;
+    }
+    if (req->cmd == "events") {
+      control.poll(conn, req->params);
+    } else if (req->cmd == "status") {
+      server->reply(conn, halo::proto::encodeReply(halo::proto::okReply(
+                              "", primary ? primary->status() : secondary->status())));
+    } else if (req->cmd == "unfence") {
+      if (primary) {
+        primary->unfence();
+      }
+      server->reply(conn, halo::proto::encodeReply(halo::proto::okReply()));
+    } else if (req->cmd == "verify") {
+      // Walks both trees: on its own thread, the answer comes when it is done.
+      std::vector<int> roots = primary ? primary->rootFds() : secondary->rootFds();
+      verifiers.emplace_back([&, conn, roots] {
+        auto r = halo::rfs::verifyWithPeer(roots, opts.dirs, opts.local_addr, opts.peer_addr,
+                                           opts.port, opts.link);
+        nlohmann::json data;
+        halo::proto::Reply reply;
+        if (!r.ok()) {
+          reply = halo::proto::errorReply("rfsverify: " + r.status().message());
+        } else {
+          nlohmann::json diffs = nlohmann::json::array();
+          for (const auto& [root, d] : r->differences) {
+            diffs.push_back({{"dir", opts.dirs[root].dir}, {"line", describeDiff(d)}});
+          }
+          reply = halo::proto::okReply(
+              "",
+              {{"differences", diffs}, {"entries", r->entries}, {"bytes_hashed", r->bytes_hashed}});
+        }
+        const std::string encoded = halo::proto::encodeReply(reply);
+        (*loop)->post([&, conn, encoded] { server->reply(conn, encoded); });
+      });
+    } else {
+      server->reply(conn, halo::proto::encodeReply(
+                              halo::proto::errorReply("unknown command '" + req->cmd + "'", 2)));
+    }
+  };
+  (void)halo::sys::makeDirs(paths.run + "/modules", 0700);
+  auto listening = halo::sys::LineServer::listen(**loop, paths.rfsSocket(module), handle);
+  if (!listening.ok()) {
+    report("ERR " + listening.status().message());
+    return 1;
+  }
+  server = std::move(*listening);
+  control.setServer(server.get());
+  (void)halo::sys::writeFileAtomic(paths.rfsPidFile(module), std::to_string(getpid()) + "\n");
+  report("OK");
+  Status run = (*loop)->run();
+  for (auto& t : verifiers) {
+    t.join();
+  }
+  if (primary) {
+    if (Status s = primary->stop(); !s.ok()) {
+      fprintf(stderr, "halo-rfs: %s\n", s.message().c_str());
+      exit_code = exit_code == 0 ? 1 : exit_code;
+    }
+  }
+  primary.reset();
+  secondary.reset();
+  server.reset();
+  ::unlink(paths.rfsPidFile(module).c_str());
+  return run.ok() ? exit_code : 1;
 }

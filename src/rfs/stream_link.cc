@@ -15,87 +15,16 @@ namespace halo::rfs {
 
 namespace {
 
-constexpr size_t kHelloSize = 8;
+constexpr size_t kBatchBytes = 256 * 1024;
 constexpr size_t kReadChunk = 256 * 1024;
+// Readers wake this often to notice a stop even when the peer says nothing.
+constexpr Millis kReadPoll{1000};
+// Acknowledge at least this often while records keep coming.
+constexpr int kAckEveryOps = 64;
+constexpr size_t kAckEveryBytes = 1 << 20;
+constexpr size_t kRecordOverhead = 128;  // what an Op costs in the buffer beyond its strings
 
 std::string errnoText(int e) { return std::strerror(e); }
-
-std::string hello(uint16_t module_id) {
-  std::string h(kStreamMagic, 4);
-  h.push_back(static_cast<char>(kStreamVersion));
-  h.push_back(0);
-  h.push_back(static_cast<char>(module_id & 0xff));
-  h.push_back(static_cast<char>(module_id >> 8));
-  return h;
-}
-
-std::string u64(uint64_t v) {
-  std::string s(8, '\0');
-  for (int i = 0; i < 8; ++i) {
-    s[i] = static_cast<char>((v >> (8 * i)) & 0xff);
-  }
-  return s;
-}
-
-uint64_t readU64(const char* p) {
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; --i) {
-    v = (v << 8) | static_cast<uint8_t>(p[i]);
-  }
-  return v;
-}
-
-// Writes everything, waiting at most `timeout` for the socket to drain each time it is full.
-Status writeAll(int fd, std::string_view data, Millis timeout) {
-  while (!data.empty()) {
-    ssize_t n = send(fd, data.data(), data.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (n > 0) {
-      data.remove_prefix(static_cast<size_t>(n));
-      continue;
-    }
-    if (n < 0 && errno == EINTR) {
-      continue;
-    }
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      pollfd p{fd, POLLOUT, 0};
-      int r = poll(&p, 1, static_cast<int>(timeout.count()));
-      if (r == 0) {
-        return deadlineExceeded("the peer did not read for " + std::to_string(timeout.count()) +
-                                " ms (sendtimeout)");
-      }
-      continue;
-    }
-    return unavailable("send: " + errnoText(errno));
-  }
-  return okStatus();
-}
-
-// Reads exactly `size` bytes within `timeout`.
-Status readExactly(int fd, char* out, size_t size, Millis timeout) {
-  size_t got = 0;
-  while (got < size) {
-    pollfd p{fd, POLLIN, 0};
-    int r = poll(&p, 1, static_cast<int>(timeout.count()));
-    if (r == 0) {
-      return deadlineExceeded("no answer within " + std::to_string(timeout.count()) + " ms");
-    }
-    if (r < 0 && errno == EINTR) {
-      continue;
-    }
-    ssize_t n = recv(fd, out + got, size - got, 0);
-    if (n == 0) {
-      return unavailable("connection closed by the peer");
-    }
-    if (n < 0) {
-      if (errno == EINTR || errno == EAGAIN) {
-        continue;
-      }
-      return unavailable("recv: " + errnoText(errno));
-    }
-    got += static_cast<size_t>(n);
-  }
-  return okStatus();
-}
 
 struct SockAddr {
   sockaddr_storage storage{};
@@ -121,239 +50,96 @@ Result<SockAddr> makeAddr(const std::string& addr, int port) {
   return invalidArgument("'" + addr + "' is not an IPv4 or IPv6 address");
 }
 
+// The textual form inet_ntop gives, so that two spellings of one address compare equal.
+std::string canonical(const std::string& addr) {
+  auto a = makeAddr(addr, 0);
+  if (!a.ok()) {
+    return addr;
+  }
+  char buf[INET6_ADDRSTRLEN] = {};
+  const void* src =
+      a->storage.ss_family == AF_INET
+          ? static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(&a->storage)->sin_addr)
+          : static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(&a->storage)->sin6_addr);
+  inet_ntop(a->storage.ss_family, src, buf, sizeof buf);
+  return buf;
+}
+
+std::string peerOf(int fd) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
+    return "";
+  }
+  char buf[INET6_ADDRSTRLEN] = {};
+  if (ss.ss_family == AF_INET) {
+    inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&ss)->sin_addr, buf, sizeof buf);
+  } else if (ss.ss_family == AF_INET6) {
+    inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(&ss)->sin6_addr, buf, sizeof buf);
+  }
+  return buf;
+}
+
 void tuneSocket(int fd) {
   int one = 1;
   // Acknowledgements and small namespace operations must not wait for Nagle.
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
-Status checkHello(const char* h, uint16_t module_id) {
-  if (std::memcmp(h, kStreamMagic, 4) != 0) {
-    return invalidArgument("not a Halo replication peer (bad magic)");
+Result<std::unique_ptr<Channel>> openChannel(int fd, const LinkOptions& options, bool server) {
+  tuneSocket(fd);
+  if (options.tls) {
+    return tlsChannel(fd, *options.tls, server, options.connect_timeout);
   }
-  if (static_cast<uint8_t>(h[4]) != kStreamVersion) {
-    return invalidArgument("replication protocol version " +
-                           std::to_string(static_cast<uint8_t>(h[4])) + ", this node speaks " +
-                           std::to_string(kStreamVersion));
-  }
-  const uint16_t id =
-      static_cast<uint16_t>(static_cast<uint8_t>(h[6]) | (static_cast<uint8_t>(h[7]) << 8));
-  if (id != module_id) {
-    return invalidArgument("the peer replicates module id " + std::to_string(id) + ", not " +
-                           std::to_string(module_id));
-  }
-  return okStatus();
+  return plainChannel(fd);
 }
 
-}  // namespace
-
-// ---- StreamSender ----
-
-Result<std::unique_ptr<StreamSender>> StreamSender::connect(SenderOptions options,
-                                                            TimeSource& time) {
-  HALO_ASSIGN_OR_RETURN(SockAddr peer, makeAddr(options.peer_addr, options.port));
-  const std::string where = options.peer_addr + ":" + std::to_string(options.port);
+Result<int> connectTcp(const std::string& local, const std::string& addr, int port,
+                       Millis timeout) {
+  HALO_ASSIGN_OR_RETURN(SockAddr peer, makeAddr(addr, port));
   int fd = socket(peer.storage.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) {
     return unavailable("socket: " + errnoText(errno));
   }
-  auto fail = [fd, &where](const std::string& why) -> Status {
-    close(fd);
-    return unavailable("replication link to " + where + ": " + why);
-  };
+  if (!local.empty()) {
+    auto src = makeAddr(local, 0);
+    if (!src.ok() || bind(fd, reinterpret_cast<sockaddr*>(&src->storage), src->length) != 0) {
+      const int e = errno;
+      close(fd);
+      return unavailable("cannot use the source address " + local + ": " + errnoText(e));
+    }
+  }
   if (::connect(fd, reinterpret_cast<sockaddr*>(&peer.storage), peer.length) < 0 &&
       errno != EINPROGRESS) {
-    return fail(errnoText(errno));
+    const int e = errno;
+    close(fd);
+    return unavailable(errnoText(e));
   }
   pollfd p{fd, POLLOUT, 0};
-  if (poll(&p, 1, static_cast<int>(options.connect_timeout.count())) <= 0) {
-    return fail("no connection within " + std::to_string(options.connect_timeout.count()) + " ms");
+  if (poll(&p, 1, static_cast<int>(timeout.count())) <= 0) {
+    close(fd);
+    return unavailable("no connection within " + std::to_string(timeout.count()) + " ms");
   }
   int err = 0;
   socklen_t len = sizeof err;
   getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len);
   if (err != 0) {
-    return fail(errnoText(err));
+    close(fd);
+    return unavailable(errnoText(err));
   }
-  tuneSocket(fd);
-  if (Status s = writeAll(fd, hello(options.module_id), options.connect_timeout); !s.ok()) {
-    return fail(s.message());
-  }
-  char answer[kHelloSize + 8];
-  if (Status s = readExactly(fd, answer, sizeof answer, options.connect_timeout); !s.ok()) {
-    return fail(s.message());
-  }
-  if (Status s = checkHello(answer, options.module_id); !s.ok()) {
-    return fail(s.message());
-  }
-  const uint64_t peer_last = readU64(answer + kHelloSize);
-  std::unique_ptr<StreamSender> sender(new StreamSender(std::move(options), time, fd, peer_last));
-  sender->send_thread_ = std::thread([s = sender.get()] { s->sendLoop(); });
-  sender->ack_thread_ = std::thread([s = sender.get()] { s->ackLoop(); });
-  return sender;
+  return fd;
 }
 
-StreamSender::StreamSender(SenderOptions options, TimeSource& time, int fd, uint64_t peer_last)
-    : options_(std::move(options)), time_(time), fd_(fd) {
-  // The stream goes on from what the peer applied last (a new sender, the same receiver).
-  next_seq_ = peer_last + 1;
-  sent_ = peer_last;
-  acked_ = peer_last;
-}
+}  // namespace
 
-StreamSender::~StreamSender() {
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    stopping_ = true;
-  }
-  queued_cv_.notify_all();
-  shutdown(fd_, SHUT_RDWR);  // wakes the acknowledgement thread
-  if (send_thread_.joinable()) {
-    send_thread_.join();
-  }
-  if (ack_thread_.joinable()) {
-    ack_thread_.join();
-  }
-  close(fd_);
-  acked_cv_.notify_all();
-}
+// ---- listener ----
 
-void StreamSender::setLostHandler(std::function<void(const std::string&)> handler) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  lost_handler_ = std::move(handler);
-}
-
-std::string StreamSender::lostReason() const {
-  std::lock_guard<std::mutex> lock(mutex_);
-  return lost_reason_;
-}
-
-uint64_t StreamSender::submit(Op op) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  op.seq = next_seq_++;
-  if (!lost_) {
-    std::string record;
-    encodeOp(op, &record);
-    queue_.push_back(std::move(record));
-    queued_cv_.notify_one();
-  }
-  return op.seq;
-}
-
-void StreamSender::waitAcked(uint64_t seq) {
-  std::unique_lock<std::mutex> lock(mutex_);
-  // Bounded: an operation the peer does not acknowledge within sendtimeout declares the link
-  // lost, which ends every wait (the application never hangs on the peer).
-  const auto deadline = time_.monotonicTime() + options_.send_timeout;
-  while (!lost_ && !stopping_ && acked_.load() < seq) {
-    if (acked_cv_.wait_until(lock, deadline) == std::cv_status::timeout && acked_.load() < seq) {
-      lock.unlock();
-      declareLost("operation " + std::to_string(seq) + " not acknowledged within " +
-                  std::to_string(options_.send_timeout.count()) + " ms (sendtimeout)");
-      return;
-    }
-  }
-}
-
-void StreamSender::declareLost(const std::string& why) {
-  std::function<void(const std::string&)> handler;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (lost_) {
-      return;
-    }
-    lost_ = true;
-    lost_reason_ = why;
-    queue_.clear();
-    handler = lost_handler_;
-  }
-  shutdown(fd_, SHUT_RDWR);
-  queued_cv_.notify_all();
-  acked_cv_.notify_all();
-  if (handler) {
-    handler(why);
-  }
-}
-
-void StreamSender::sendLoop() {
-  std::string batch;
-  while (true) {
-    uint64_t last_seq = 0;
-    {
-      std::unique_lock<std::mutex> lock(mutex_);
-      queued_cv_.wait(lock, [this] { return stopping_ || lost_ || !queue_.empty(); });
-      if (stopping_ || lost_) {
-        return;
-      }
-      // Coalesce what is queued into one write: many small records, one system call.
-      batch.clear();
-      while (!queue_.empty() && batch.size() < kReadChunk) {
-        batch += queue_.front();
-        queue_.pop_front();
-        ++sent_;
-      }
-      last_seq = sent_;
-    }
-    if (Status s = writeAll(fd_, batch, options_.send_timeout); !s.ok()) {
-      declareLost("sending operation " + std::to_string(last_seq) + ": " + s.message());
-      return;
-    }
-  }
-}
-
-void StreamSender::ackLoop() {
-  char buf[8 * 64];
-  size_t have = 0;
-  while (true) {
-    ssize_t n = recv(fd_, buf + have, sizeof buf - have, 0);
-    if (n < 0 && (errno == EINTR || errno == EAGAIN)) {
-      pollfd p{fd_, POLLIN, 0};
-      poll(&p, 1, 1000);
-      {
-        std::lock_guard<std::mutex> lock(mutex_);
-        if (stopping_ || lost_) {
-          return;
-        }
-      }
-      continue;
-    }
-    if (n <= 0) {
-      {
-        std::lock_guard<std::mutex> lock(mutex_);
-        if (stopping_) {
-          return;
-        }
-      }
-      declareLost(n == 0 ? "the peer closed the replication link"
-                         : "receiving acknowledgements: " + errnoText(errno));
-      return;
-    }
-    have += static_cast<size_t>(n);
-    const size_t whole = have / 8 * 8;
-    uint64_t last = 0;
-    for (size_t i = 0; i < whole; i += 8) {
-      last = readU64(buf + i);
-    }
-    std::memmove(buf, buf + whole, have - whole);
-    have -= whole;
-    if (whole > 0) {
-      {
-        std::lock_guard<std::mutex> lock(mutex_);
-        if (last > acked_.load()) {
-          acked_ = last;
-        }
-      }
-      acked_cv_.notify_all();
-    }
-  }
-}
-
-// ---- StreamReceiver ----
-
-Result<std::unique_ptr<StreamReceiver>> StreamReceiver::listen(ReceiverOptions options,
-                                                               Applier& applier) {
-  HALO_ASSIGN_OR_RETURN(SockAddr local, makeAddr(options.local_addr, options.port));
-  const std::string where = options.local_addr + ":" + std::to_string(options.port);
+Result<std::unique_ptr<LinkListener>> LinkListener::listen(const std::string& local_addr, int port,
+                                                           const std::string& peer_addr,
+                                                           LinkOptions options,
+                                                           Handler on_connection) {
+  HALO_ASSIGN_OR_RETURN(SockAddr local, makeAddr(local_addr, port));
+  const std::string where = local_addr + ":" + std::to_string(port);
   int fd = socket(local.storage.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     return unavailable("socket: " + errnoText(errno));
@@ -361,24 +147,28 @@ Result<std::unique_ptr<StreamReceiver>> StreamReceiver::listen(ReceiverOptions o
   int one = 1;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   if (bind(fd, reinterpret_cast<sockaddr*>(&local.storage), local.length) < 0 ||
-      ::listen(fd, 4) < 0) {
+      ::listen(fd, 16) < 0) {
     const int e = errno;
     close(fd);
-    return unavailable("replication receiver cannot listen on " + where + ": " + errnoText(e));
+    return unavailable("the replication process cannot listen on " + where + ": " + errnoText(e));
   }
-  std::unique_ptr<StreamReceiver> r(new StreamReceiver(std::move(options), applier, fd));
-  r->wake_fd_ = eventfd(0, EFD_CLOEXEC);
-  if (r->wake_fd_ < 0) {
+  std::unique_ptr<LinkListener> l(
+      new LinkListener(fd, canonical(peer_addr), std::move(options), std::move(on_connection)));
+  l->wake_fd_ = eventfd(0, EFD_CLOEXEC);
+  if (l->wake_fd_ < 0) {
     return internalError("eventfd: " + errnoText(errno));
   }
-  r->thread_ = std::thread([raw = r.get()] { raw->serve(); });
-  return r;
+  l->thread_ = std::thread([raw = l.get()] { raw->serve(); });
+  return l;
 }
 
-StreamReceiver::StreamReceiver(ReceiverOptions options, Applier& applier, int listen_fd)
-    : options_(std::move(options)), applier_(applier), listen_fd_(listen_fd) {}
+LinkListener::LinkListener(int fd, std::string peer_addr, LinkOptions options, Handler handler)
+    : listen_fd_(fd),
+      peer_addr_(std::move(peer_addr)),
+      options_(std::move(options)),
+      handler_(std::move(handler)) {}
 
-StreamReceiver::~StreamReceiver() {
+LinkListener::~LinkListener() {
   if (wake_fd_ >= 0) {
     uint64_t one = 1;
     [[maybe_unused]] ssize_t n = write(wake_fd_, &one, sizeof one);
@@ -392,12 +182,12 @@ StreamReceiver::~StreamReceiver() {
   }
 }
 
-std::string StreamReceiver::lastError() const {
+std::string LinkListener::lastRefusal() const {
   std::lock_guard<std::mutex> lock(mutex_);
-  return last_error_;
+  return last_refusal_;
 }
 
-void StreamReceiver::serve() {
+void LinkListener::serve() {
   while (true) {
     pollfd p[2] = {{listen_fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
     if (poll(p, 2, -1) < 0) {
@@ -410,86 +200,508 @@ void StreamReceiver::serve() {
       return;
     }
     int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (fd < 0) {
-      continue;
+    if (fd >= 0) {
+      handle(fd);
     }
-    tuneSocket(fd);
-    serveConnection(fd);
-    close(fd);
   }
 }
 
-void StreamReceiver::serveConnection(int fd) {
-  auto end = [this](const std::string& why) {
+void LinkListener::handle(int fd) {
+  auto refuse = [this](const std::string& why) {
+    ++refused_;
     std::lock_guard<std::mutex> lock(mutex_);
-    last_error_ = why;
+    last_refusal_ = why;
   };
-  char h[kHelloSize];
-  if (Status s = readExactly(fd, h, sizeof h, Millis(5000)); !s.ok()) {
-    end("hello: " + s.message());
+  const std::string from = peerOf(fd);
+  if (from != peer_addr_) {
+    close(fd);
+    refuse("connection from " + from + " refused: only the peer " + peer_addr_ + " may connect");
     return;
   }
-  if (Status s = checkHello(h, options_.module_id); !s.ok()) {
-    end(s.message());
+  auto channel = openChannel(fd, options_, true);
+  if (!channel.ok()) {
+    refuse("connection from " + from + ": " + channel.status().message());
     return;
   }
-  if (Status s = writeAll(fd, hello(options_.module_id) + u64(applier_.lastSeq()), Millis(5000));
-      !s.ok()) {
-    end("hello: " + s.message());
+  char raw[kHelloSize];
+  if (Status s = readExactly(**channel, raw, sizeof raw, options_.connect_timeout); !s.ok()) {
+    refuse("connection from " + from + ": hello: " + s.message());
     return;
   }
+  auto hello = decodeHello(std::string_view(raw, sizeof raw));
+  std::optional<std::string> refusal;
+  if (!hello.ok()) {
+    refusal = hello.status().message();
+  } else if (hello->module_id != options_.module_id) {
+    refusal = "the peer replicates module id " + std::to_string(hello->module_id) + ", not " +
+              std::to_string(options_.module_id);
+  } else {
+    AcceptedConnection c{*hello, std::move(*channel)};
+    refusal = handler_(c);
+    if (!refusal) {
+      return;  // the handler owns the channel now
+    }
+    channel = std::move(c.channel);
+  }
+  refuse("connection from " + from + ": " + *refusal);
+  if (*channel) {
+    Answer a;
+    a.module_id = options_.module_id;
+    a.refusal = *refusal;
+    (void)sendAnswer(**channel, a, options_.connect_timeout);
+  }
+}
+
+Status sendAnswer(Channel& channel, const Answer& answer, Millis timeout) {
+  return channel.writeAll(encodeAnswer(answer), timeout);
+}
+
+Result<ConnectedSession> connectSession(const std::string& local_addr, const std::string& peer_addr,
+                                        int port, Hello hello, const LinkOptions& options) {
+  const std::string where = peer_addr + ":" + std::to_string(port);
+  ConnectedSession s;
+  // Every connection says hello before any answer is read: the primary answers a session only
+  // once all of its connections are there.
+  for (uint8_t i = 0; i < hello.count; ++i) {
+    auto fd = connectTcp(local_addr, peer_addr, port, options.connect_timeout);
+    if (!fd.ok()) {
+      return unavailable("replication link to " + where + ": " + fd.status().message());
+    }
+    HALO_ASSIGN_OR_RETURN(auto channel, openChannel(*fd, options, false));
+    hello.index = i;
+    HALO_RETURN_IF_ERROR(channel->writeAll(encodeHello(hello), options.connect_timeout)
+                             .withPrefix("replication link to " + where));
+    s.channels.push_back(std::move(channel));
+  }
+  for (auto& c : s.channels) {
+    char header[kAnswerHeaderSize];
+    HALO_RETURN_IF_ERROR(readExactly(*c, header, sizeof header, options.connect_timeout)
+                             .withPrefix("replication link to " + where + ": answer"));
+    uint32_t text_size = 0;
+    HALO_ASSIGN_OR_RETURN(Answer a,
+                          decodeAnswerHeader(std::string_view(header, sizeof header), &text_size));
+    std::string text(text_size, '\0');
+    HALO_RETURN_IF_ERROR(readExactly(*c, text.data(), text.size(), options.connect_timeout));
+    if (!a.accepted) {
+      return failedPrecondition("the primary refused the replication link: " + text);
+    }
+    s.first_seq = a.first_seq;
+  }
+  return s;
+}
+
+// ---- StreamSender ----
+
+std::unique_ptr<StreamSender> StreamSender::start(std::vector<std::unique_ptr<Channel>> channels,
+                                                  uint64_t first_seq, LinkOptions options,
+                                                  TimeSource& time, Events events,
+                                                  std::string greeting) {
+  std::unique_ptr<StreamSender> s(new StreamSender(std::move(channels), first_seq,
+                                                   std::move(options), time, std::move(events),
+                                                   std::move(greeting)));
+  for (size_t i = 0; i < s->channels_.size(); ++i) {
+    s->threads_.emplace_back([raw = s.get(), i] { raw->sendLoop(i); });
+  }
+  s->threads_.emplace_back([raw = s.get()] { raw->readLoop(); });
+  return s;
+}
+
+StreamSender::StreamSender(std::vector<std::unique_ptr<Channel>> channels, uint64_t first_seq,
+                           LinkOptions options, TimeSource& time, Events events,
+                           std::string greeting)
+    : channels_(std::move(channels)),
+      options_(std::move(options)),
+      time_(time),
+      events_(std::move(events)),
+      greeting_(std::move(greeting)),
+      next_seq_(first_seq) {
+  acked_ = first_seq - 1;
+}
+
+StreamSender::~StreamSender() {
+  close();
+  for (auto& t : threads_) {
+    t.join();
+  }
+}
+
+void StreamSender::close() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    closing_ = true;
+  }
+  declareLost("closed");
+}
+
+std::string StreamSender::lostReason() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return lost_reason_;
+}
+
+void StreamSender::send(const Op& op) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  if (lost_) {
+    return;
+  }
+  if (op.seq != next_seq_) {
+    lock.unlock();
+    declareLost("internal error: record " + std::to_string(op.seq) + " sent, " +
+                std::to_string(next_seq_) + " expected");
+    return;
+  }
+  const auto deadline = time_.monotonicTime() + options_.send_timeout;
+  while (!lost_ && queued_bytes_ > options_.queue_limit) {
+    if (space_cv_.wait_until(lock, deadline) == std::cv_status::timeout &&
+        queued_bytes_ > options_.queue_limit) {
+      lock.unlock();
+      declareLost("the secondary took nothing for " +
+                  std::to_string(options_.send_timeout.count()) + " ms (sendtimeout)");
+      return;
+    }
+  }
+  if (lost_) {
+    return;
+  }
+  std::string record;
+  encodeOp(op, &record);
+  queued_bytes_ += record.size();
+  queue_.push_back(std::move(record));
+  ++next_seq_;
+  queued_cv_.notify_one();
+}
+
+bool StreamSender::waitAcked(uint64_t seq) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  const auto deadline = time_.monotonicTime() + options_.send_timeout;
+  while (!lost_ && acked_.load() < seq) {
+    if (acked_cv_.wait_until(lock, deadline) == std::cv_status::timeout && acked_.load() < seq) {
+      lock.unlock();
+      declareLost("record " + std::to_string(seq) + " not acknowledged within " +
+                  std::to_string(options_.send_timeout.count()) + " ms (sendtimeout)");
+      return false;
+    }
+  }
+  return acked_.load() >= seq;
+}
+
+void StreamSender::declareLost(const std::string& why) {
+  bool tell = false;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (lost_) {
+      return;
+    }
+    lost_ = true;
+    lost_reason_ = why;
+    queue_.clear();
+    queued_bytes_ = 0;
+    tell = !closing_;
+  }
+  for (auto& c : channels_) {
+    c->shutdown();
+  }
+  queued_cv_.notify_all();
+  space_cv_.notify_all();
+  acked_cv_.notify_all();
+  if (tell && events_.lost) {
+    events_.lost(why);
+  }
+}
+
+void StreamSender::sendLoop(size_t index) {
+  if (!greeting_.empty()) {
+    if (Status s = channels_[index]->writeAll(greeting_, options_.send_timeout); !s.ok()) {
+      declareLost("answering the secondary: " + s.message());
+      return;
+    }
+  }
+  std::string batch;
+  while (true) {
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      queued_cv_.wait(lock, [this] { return lost_ || !queue_.empty(); });
+      if (lost_) {
+        return;
+      }
+      // Many small records, one system call; a big one alone.
+      batch.clear();
+      while (!queue_.empty() &&
+             (batch.empty() || batch.size() + queue_.front().size() <= kBatchBytes)) {
+        queued_bytes_ -= queue_.front().size();
+        batch += queue_.front();
+        queue_.pop_front();
+      }
+    }
+    space_cv_.notify_all();
+    if (Status s = channels_[index]->writeAll(batch, options_.send_timeout); !s.ok()) {
+      declareLost("sending to the secondary: " + s.message());
+      return;
+    }
+    bytes_sent_ += batch.size();
+  }
+}
+
+void StreamSender::readLoop() {
+  std::string buffer;
+  std::string chunk(64 * 1024, '\0');
+  while (!lost_) {
+    auto n = channels_[0]->read(chunk.data(), chunk.size(), kReadPoll);
+    if (!n.ok()) {
+      if (n.status().code() == StatusCode::DeadlineExceeded) {
+        continue;
+      }
+      declareLost("the secondary's end: " + n.status().message());
+      return;
+    }
+    buffer.append(chunk.data(), *n);
+    size_t used = 0;
+    while (true) {
+      auto f = decodeFrame(std::string_view(buffer).substr(used));
+      if (!f.ok()) {
+        if (f.status().code() != StatusCode::Unavailable) {
+          declareLost("bad frame from the secondary: " + f.status().message());
+          return;
+        }
+        break;
+      }
+      used += f->second;
+      handleFrame(f->first);
+      if (lost_) {
+        return;
+      }
+    }
+    buffer.erase(0, used);
+  }
+}
+
+void StreamSender::handleFrame(const Frame& f) {
+  switch (f.type) {
+    case FrameType::Ack: {
+      auto seq = decodeAck(f.payload);
+      if (!seq.ok()) {
+        declareLost(seq.status().message());
+        return;
+      }
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (*seq > acked_.load()) {
+          acked_ = *seq;
+        }
+      }
+      acked_cv_.notify_all();
+      return;
+    }
+    case FrameType::Need: {
+      auto need = decodeNeed(f.payload);
+      if (!need.ok()) {
+        declareLost(need.status().message());
+      } else if (events_.need) {
+        events_.need(std::move(*need));
+      }
+      return;
+    }
+    case FrameType::Hint: {
+      auto rooted = decodeRooted(f.payload);
+      if (!rooted.ok()) {
+        declareLost(rooted.status().message());
+      } else if (events_.hint) {
+        events_.hint(rooted->first, std::string(rooted->second));
+      }
+      return;
+    }
+    case FrameType::HintsDone:
+      if (events_.hints_done) {
+        events_.hints_done();
+      }
+      return;
+    case FrameType::Error:
+      declareLost("the secondary gave up: " + f.payload.substr(0, 1024));
+      return;
+    case FrameType::Manifest:
+      declareLost("unexpected manifest frame in a replication session");
+      return;
+  }
+}
+
+// ---- StreamReceiver ----
+
+std::unique_ptr<StreamReceiver> StreamReceiver::start(
+    std::vector<std::unique_ptr<Channel>> channels, uint64_t first_seq,
+    std::vector<Applier*> appliers, LinkOptions options, Events events) {
+  std::unique_ptr<StreamReceiver> r(new StreamReceiver(
+      std::move(channels), first_seq, std::move(appliers), std::move(options), std::move(events)));
+  for (Applier* a : r->appliers_) {
+    a->setNeedHandler(
+        [raw = r.get()](NeedRanges n) { raw->sendFrame(FrameType::Need, encodeNeed(n)); });
+  }
+  for (size_t i = 0; i < r->channels_.size(); ++i) {
+    r->threads_.emplace_back([raw = r.get(), i] { raw->readLoop(i); });
+  }
+  r->threads_.emplace_back([raw = r.get()] { raw->applyLoop(); });
+  return r;
+}
+
+StreamReceiver::StreamReceiver(std::vector<std::unique_ptr<Channel>> channels, uint64_t first_seq,
+                               std::vector<Applier*> appliers, LinkOptions options, Events events)
+    : channels_(std::move(channels)),
+      appliers_(std::move(appliers)),
+      options_(std::move(options)),
+      events_(std::move(events)),
+      next_seq_(first_seq) {
+  applied_ = first_seq - 1;
+}
+
+StreamReceiver::~StreamReceiver() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    quiet_ = true;  // the owner is going: nobody to tell
+  }
+  end("stopped");
+  for (auto& t : threads_) {
+    t.join();
+  }
+}
+
+std::string StreamReceiver::endReason() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return end_reason_;
+}
+
+void StreamReceiver::end(const std::string& why) {
+  bool tell = false;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (ended_) {
+      return;
+    }
+    ended_ = true;
+    end_reason_ = why;
+    tell = !quiet_;
+  }
+  for (auto& c : channels_) {
+    c->shutdown();
+  }
+  ready_cv_.notify_all();
+  room_cv_.notify_all();
+  if (tell && events_.ended) {
+    events_.ended(why);
+  }
+}
+
+bool StreamReceiver::sendFrame(FrameType type, const std::string& payload) {
+  if (ended_) {
+    return false;
+  }
+  std::string frame;
+  appendFrame(type, payload, &frame);
+  std::lock_guard<std::mutex> lock(write_mutex_);
+  if (Status s = channels_[0]->writeAll(frame, options_.send_timeout); !s.ok()) {
+    end("writing to the primary: " + s.message());
+    return false;
+  }
+  return true;
+}
+
+void StreamReceiver::readLoop(size_t index) {
   std::string buffer;
   std::string chunk(kReadChunk, '\0');
-  while (true) {
-    pollfd p[2] = {{fd, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
-    if (poll(p, 2, -1) < 0) {
-      if (errno == EINTR) {
+  while (!ended_) {
+    auto n = channels_[index]->read(chunk.data(), chunk.size(), kReadPoll);
+    if (!n.ok()) {
+      if (n.status().code() == StatusCode::DeadlineExceeded) {
         continue;
       }
+      end("the primary's end: " + n.status().message());
       return;
     }
-    if (p[1].revents != 0) {
-      return;
-    }
-    ssize_t n = recv(fd, chunk.data(), chunk.size(), 0);
-    if (n == 0) {
-      return;  // the sender went away; the next one reconnects
-    }
-    if (n < 0) {
-      if (errno == EINTR || errno == EAGAIN) {
-        continue;
-      }
-      end("recv: " + errnoText(errno));
-      return;
-    }
-    buffer.append(chunk.data(), static_cast<size_t>(n));
+    bytes_received_ += *n;
+    buffer.append(chunk.data(), *n);
     size_t used = 0;
-    bool applied_any = false;
     while (true) {
       auto rec = decodeOp(std::string_view(buffer).substr(used));
       if (!rec.ok()) {
-        if (rec.status().code() == StatusCode::Unavailable) {
-          break;  // an incomplete record: read more
+        if (rec.status().code() != StatusCode::Unavailable) {
+          end("bad record from the primary: " + rec.status().message());
+          return;
         }
-        end("bad record from the primary: " + rec.status().message());
-        return;
-      }
-      if (Status s = applier_.apply(rec->first); !s.ok()) {
-        // The stream can no longer be applied in order: the secondary is out of date and needs
-        // a reintegration; the primary sees the link close and continues alone.
-        end("cannot apply: " + s.message());
-        return;
+        break;
       }
       used += rec->second;
-      applied_ = rec->first.seq;
-      applied_any = true;
-    }
-    buffer.erase(0, used);
-    if (applied_any) {
-      if (Status s = writeAll(fd, u64(applied_.load()), Millis(30000)); !s.ok()) {
-        end("acknowledging: " + s.message());
+      Op& op = rec->first;
+      const size_t cost = op.data.size() + op.path.size() + op.path2.size() + kRecordOverhead;
+      std::unique_lock<std::mutex> lock(mutex_);
+      // The next record in sequence always gets in, so a full buffer never blocks the applier.
+      room_cv_.wait(lock, [&] {
+        return ended_ || op.seq == next_seq_ || pending_bytes_ < options_.queue_limit;
+      });
+      if (ended_) {
         return;
       }
+      if (op.seq < next_seq_ || pending_.count(op.seq) != 0) {
+        lock.unlock();
+        end("record " + std::to_string(op.seq) + " received twice");
+        return;
+      }
+      pending_bytes_ += cost;
+      pending_.emplace(op.seq, std::move(op));
+      ready_cv_.notify_one();
+    }
+    buffer.erase(0, used);
+  }
+}
+
+void StreamReceiver::applyLoop() {
+  int ops_since_ack = 0;
+  size_t bytes_since_ack = 0;
+  while (true) {
+    Op op;
+    bool more = false;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      ready_cv_.wait(lock, [this] {
+        return ended_ || (!pending_.empty() && pending_.begin()->first == next_seq_);
+      });
+      if (ended_) {
+        return;
+      }
+      op = std::move(pending_.begin()->second);
+      pending_.erase(pending_.begin());
+      pending_bytes_ -= op.data.size() + op.path.size() + op.path2.size() + kRecordOverhead;
+      ++next_seq_;
+      more = !pending_.empty() && pending_.begin()->first == next_seq_;
+    }
+    room_cv_.notify_all();
+    if (op.root >= appliers_.size()) {
+      sendFrame(FrameType::Error, "record for replicated directory " + std::to_string(op.root) +
+                                      ", this node has " + std::to_string(appliers_.size()));
+      end("the primary replicates other directories than this node");
+      return;
+    }
+    if (Status s = appliers_[op.root]->apply(op); !s.ok()) {
+      sendFrame(FrameType::Error, s.message());
+      end("cannot apply: " + s.message());
+      return;
+    }
+    applied_ = op.seq;
+    if (op.type == OpType::ResyncDone) {
+      for (Applier* a : appliers_) {
+        a->setTolerant(false);
+      }
+      if (events_.resynced) {
+        events_.resynced();
+      }
+    } else if (op.type == OpType::ResyncProgress && events_.progress) {
+      events_.progress(op.data);
+    }
+    ++ops_since_ack;
+    bytes_since_ack += op.data.size();
+    if (!more || ops_since_ack >= kAckEveryOps || bytes_since_ack >= kAckEveryBytes ||
+        op.type == OpType::Fsync) {
+      if (!sendFrame(FrameType::Ack, encodeAck(op.seq))) {
+        return;
+      }
+      ops_since_ack = 0;
+      bytes_since_ack = 0;
     }
   }
 }

@@ -1,121 +1,197 @@
 #pragma once
-// The replication link (DESIGN 6.5): one TCP connection from the primary's replication process to
-// the secondary's, carrying the operation stream (op.h records) one way and acknowledgements the
-// other way. StreamSender is the primary's OpSink; StreamReceiver applies what arrives.
+// The replication link (DESIGN 6.5, framing in wire.h). The secondary connects (connectSession)
+// to the primary's LinkListener; one session is `nbremconn` connections. StreamSender is the
+// primary's end of a replication session: it sends the op records (each batch on whichever
+// connection is free) and reads the secondary's frames; StreamReceiver is the secondary's end: it
+// puts the records back in sequence order, applies them and answers with frames.
 //
-// Wire: after connecting, the sender writes a hello (8 bytes: "HRFS", version 1, 0, module id
-// u16 LE) and the receiver answers with its own hello followed by the last sequence it applied
-// (u64 LE). Then the sender writes op records (encodeOp) and the receiver writes acknowledgements:
-// u64 LE = every operation up to this sequence is applied. The receiver acknowledges each batch it
-// read, so acknowledgements cost one small packet per burst, not per write.
-//
-// What this layer does not do yet (issues 5 and 6): TLS, several connections, dirty tracking of
-// what did not reach the peer, reintegration. When the link breaks the sender reports it lost and
-// stops waiting: the module continues alone (DESIGN 6.2).
-//
-// Thread-safety: StreamSender's OpSink methods may be called from any thread (FUSE workers).
+// Thread-safety: StreamSender::send/waitAcked and StreamReceiver::sendFrame may be called from
+// any thread; events are called on the link's own threads and must not destroy the link.
 
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "base/status.h"
 #include "base/time_source.h"
 #include "rfs/applier.h"
-#include "rfs/sink.h"
+#include "rfs/channel.h"
+#include "rfs/op.h"
+#include "rfs/wire.h"
 
 namespace halo::rfs {
 
-inline constexpr char kStreamMagic[4] = {'H', 'R', 'F', 'S'};
-inline constexpr uint8_t kStreamVersion = 1;
-
-struct SenderOptions {
-  std::string peer_addr;  // IPv4 or IPv6 literal
-  int port = 0;
+struct LinkOptions {
   uint16_t module_id = 0;
-  // An operation not acknowledged within this time declares the link lost (rfs sendtimeout).
+  std::optional<TlsIdentity> tls;  // set: every connection is TLS 1.3 with this identity
+  // A record not acknowledged, or a send not drained, within this time: the link is lost
+  // (<rfs sendtimeout>).
   Millis send_timeout{30000};
   Millis connect_timeout{5000};
+  size_t queue_limit = 32u << 20;  // bytes of records queued before send() waits
 };
 
-class StreamSender : public OpSink {
+// One accepted connection after its hello, before its session starts.
+struct AcceptedConnection {
+  Hello hello;
+  std::unique_ptr<Channel> channel;
+};
+
+// Listens on the replication lan for the peer's connections (DESIGN 2: TCP 5600 + 4 (id - 1)).
+// Connections from any other address are closed at once; each accepted one gets its TLS
+// handshake and hello (bounded by connect_timeout), then goes to `on_connection`, which takes
+// the channel (and answers on it) or returns a refusal that the listener sends.
+class LinkListener {
  public:
-  // Connects (bounded by connect_timeout), exchanges hellos and starts the sending and
-  // acknowledging threads. Fails when the peer cannot be reached or answers wrongly.
-  static Result<std::unique_ptr<StreamSender>> connect(SenderOptions options, TimeSource& time);
-  ~StreamSender() override;
+  using Handler = std::function<std::optional<std::string>(AcceptedConnection&)>;
+  static Result<std::unique_ptr<LinkListener>> listen(const std::string& local_addr, int port,
+                                                      const std::string& peer_addr,
+                                                      LinkOptions options, Handler on_connection);
+  ~LinkListener();
+  uint64_t refused() const { return refused_.load(); }
+  std::string lastRefusal() const;
 
-  uint64_t submit(Op op) override;
-  void waitAcked(uint64_t seq) override;
+ private:
+  LinkListener(int fd, std::string peer_addr, LinkOptions options, Handler handler);
+  void serve();
+  void handle(int fd);
 
-  // The link broke or timed out; from then on submit() drops operations (the peer is out of
-  // date) and waitAcked() returns at once. `why` says what happened.
+  const int listen_fd_;
+  const std::string peer_addr_;
+  const LinkOptions options_;
+  const Handler handler_;
+  int wake_fd_ = -1;
+  std::atomic<uint64_t> refused_{0};
+  mutable std::mutex mutex_;
+  std::string last_refusal_;  // guarded by mutex_
+  std::thread thread_;
+};
+
+// Writes the answer that starts (or refuses) one connection of a session.
+Status sendAnswer(Channel& channel, const Answer& answer, Millis timeout);
+
+// The secondary's side: opens `count` connections to the primary, says `hello` on each (index
+// set here), reads the answers. A refusal comes back as FailedPrecondition with its text.
+struct ConnectedSession {
+  std::vector<std::unique_ptr<Channel>> channels;
+  uint64_t first_seq = 0;
+};
+// `local_addr` (may be empty) is the source address, so the primary recognises its peer.
+Result<ConnectedSession> connectSession(const std::string& local_addr, const std::string& peer_addr,
+                                        int port, Hello hello, const LinkOptions& options);
+
+class StreamSender {
+ public:
+  struct Events {
+    std::function<void(NeedRanges)> need;
+    std::function<void(uint16_t root, std::string manifest)> hint;
+    std::function<void()> hints_done;
+    std::function<void(const std::string& why)> lost;  // once
+  };
+  // `greeting` is written first on every connection (the primary's answer to each hello).
+  static std::unique_ptr<StreamSender> start(std::vector<std::unique_ptr<Channel>> channels,
+                                             uint64_t first_seq, LinkOptions options,
+                                             TimeSource& time, Events events,
+                                             std::string greeting = "");
+  ~StreamSender();
+
+  // Queues one record; op.seq must follow the previous one (the first is first_seq). Waits while
+  // the queue is full; that wait, too, is bounded by send_timeout. Dropped once lost.
+  void send(const Op& op);
+  // Returns once every record up to `seq` is acknowledged (true), or the link is lost (false);
+  // not acknowledged within send_timeout declares it lost.
+  bool waitAcked(uint64_t seq);
+  // Ends the session (no lost event).
+  void close();
+
   bool lost() const { return lost_.load(); }
   std::string lostReason() const;
   uint64_t acked() const { return acked_.load(); }
-  // Called once, on a sender thread, when the link is declared lost.
-  void setLostHandler(std::function<void(const std::string& why)> handler);
+  uint64_t bytesSent() const { return bytes_sent_.load(); }
 
  private:
-  StreamSender(SenderOptions options, TimeSource& time, int fd, uint64_t peer_last);
-  void sendLoop();
-  void ackLoop();
+  StreamSender(std::vector<std::unique_ptr<Channel>> channels, uint64_t first_seq,
+               LinkOptions options, TimeSource& time, Events events, std::string greeting);
+  void sendLoop(size_t index);
+  void readLoop();
   void declareLost(const std::string& why);
+  void handleFrame(const Frame& f);
 
-  const SenderOptions options_;
+  std::vector<std::unique_ptr<Channel>> channels_;
+  const LinkOptions options_;
   TimeSource& time_;
-  const int fd_;
+  Events events_;
+  const std::string greeting_;
   std::atomic<bool> lost_{false};
   std::atomic<uint64_t> acked_{0};
+  std::atomic<uint64_t> bytes_sent_{0};
 
   mutable std::mutex mutex_;
-  std::condition_variable queued_cv_;  // the send thread waits for work
-  std::condition_variable acked_cv_;   // waitAcked waits for acknowledgements
-  std::deque<std::string> queue_;      // encoded records, guarded by mutex_
-  uint64_t next_seq_ = 1;              // guarded by mutex_
-  uint64_t sent_ = 0;                  // highest sequence written to the socket; mutex_
+  std::condition_variable queued_cv_;  // senders wait for records
+  std::condition_variable space_cv_;   // send() waits for queue space
+  std::condition_variable acked_cv_;   // waitAcked waits
+  std::deque<std::string> queue_;      // encoded records; guarded by mutex_
+  size_t queued_bytes_ = 0;            // guarded by mutex_
+  uint64_t next_seq_;                  // guarded by mutex_
   std::string lost_reason_;            // guarded by mutex_
-  bool stopping_ = false;              // guarded by mutex_
-  std::function<void(const std::string&)> lost_handler_;  // guarded by mutex_
-  std::thread send_thread_;
-  std::thread ack_thread_;
-};
-
-struct ReceiverOptions {
-  std::string local_addr;  // the address to listen on (this node's, on the replication lan)
-  int port = 0;
-  uint16_t module_id = 0;
+  bool closing_ = false;               // guarded by mutex_
+  std::vector<std::thread> threads_;
 };
 
 class StreamReceiver {
  public:
-  // Listens and serves one sender at a time on its own thread, applying every operation with
-  // `applier` (which must outlive the receiver).
-  static Result<std::unique_ptr<StreamReceiver>> listen(ReceiverOptions options, Applier& applier);
+  struct Events {
+    std::function<void()> resynced;  // the ResyncDone record was applied
+    std::function<void(const std::string& text)> progress;
+    std::function<void(const std::string& why)> ended;  // once: the session is over
+  };
+  // `appliers[i]` applies the records of root i; they must outlive the receiver, which answers
+  // their NeedRanges to the primary (it sets their need handler).
+  static std::unique_ptr<StreamReceiver> start(std::vector<std::unique_ptr<Channel>> channels,
+                                               uint64_t first_seq, std::vector<Applier*> appliers,
+                                               LinkOptions options, Events events);
   ~StreamReceiver();
+
+  // Sends a frame to the primary on connection 0 (hints, needs). False once the session ended.
+  bool sendFrame(FrameType type, const std::string& payload);
   uint64_t applied() const { return applied_.load(); }
-  // The last error that ended a connection ("" if none): a bad record, a failed apply.
-  std::string lastError() const;
+  uint64_t bytesReceived() const { return bytes_received_.load(); }
+  std::string endReason() const;
 
  private:
-  StreamReceiver(ReceiverOptions options, Applier& applier, int listen_fd);
-  void serve();
-  void serveConnection(int fd);
+  StreamReceiver(std::vector<std::unique_ptr<Channel>> channels, uint64_t first_seq,
+                 std::vector<Applier*> appliers, LinkOptions options, Events events);
+  void readLoop(size_t index);
+  void applyLoop();
+  void end(const std::string& why);
 
-  const ReceiverOptions options_;
-  Applier& applier_;
-  const int listen_fd_;
-  int wake_fd_ = -1;  // eventfd: stop
+  std::vector<std::unique_ptr<Channel>> channels_;
+  std::vector<Applier*> appliers_;
+  const LinkOptions options_;
+  Events events_;
   std::atomic<uint64_t> applied_{0};
+  std::atomic<uint64_t> bytes_received_{0};
+  std::atomic<bool> ended_{false};
+
+  std::mutex write_mutex_;  // frames on connection 0
   mutable std::mutex mutex_;
-  std::string last_error_;  // guarded by mutex_
-  std::thread thread_;
+  std::condition_variable ready_cv_;  // the applier waits for the next record
+  std::condition_variable room_cv_;   // readers wait for buffer room
+  std::map<uint64_t, Op> pending_;    // decoded, not applied yet; guarded by mutex_
+  size_t pending_bytes_ = 0;          // guarded by mutex_
+  uint64_t next_seq_;                 // guarded by mutex_
+  std::string end_reason_;            // guarded by mutex_
+  bool quiet_ = false;                // guarded by mutex_: no more events
+  std::vector<std::thread> threads_;
 };
 
 }  // namespace halo::rfs

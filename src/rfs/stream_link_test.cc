@@ -1,15 +1,15 @@
-// The replication link over a real TCP connection on the loopback of a private network namespace
-// (created by this test binary), applying into a real temporary directory.
+// The replication link over real TCP on the loopback of a private network namespace (created by
+// this test binary), applying into a real temporary directory: the listener's checks, sessions of
+// one and several connections, acknowledgements, answers, timeouts, TLS.
 
 #include "rfs/stream_link.h"
 
-#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sched.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cstring>
+#include <condition_variable>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -19,8 +19,6 @@
 namespace halo::rfs {
 namespace {
 
-// Moves the whole test binary into its own network namespace with loopback up, so the link's
-// traffic never leaves namespaces this test created.
 class PrivateNetwork : public ::testing::Environment {
  public:
   void SetUp() override {
@@ -32,6 +30,35 @@ class PrivateNetwork : public ::testing::Environment {
 };
 const auto* const kEnv = ::testing::AddGlobalTestEnvironment(new PrivateNetwork);
 
+constexpr int kPort = 5640;
+
+bool waitUntil(const std::function<bool()>& done, int ms) {
+  for (int i = 0; i < ms / 10; ++i) {
+    if (done()) {
+      return true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return done();
+}
+
+Op writeOp(const std::string& path, const std::string& data, uint64_t offset = 0) {
+  Op op;
+  op.type = OpType::Write;
+  op.path = path;
+  op.data = data;
+  op.offset = offset;
+  return op;
+}
+
+Op createOp(const std::string& path) {
+  Op op;
+  op.type = OpType::Create;
+  op.path = path;
+  op.mode = S_IFREG | 0644;
+  return op;
+}
+
 class StreamLinkTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -41,22 +68,83 @@ class StreamLinkTest : public ::testing::Test {
     auto a = Applier::open(dir_);
     ASSERT_TRUE(a.ok()) << a.status().message();
     applier_ = std::move(*a);
+    options_.module_id = 7;
+    options_.send_timeout = Millis(3000);
+    options_.connect_timeout = Millis(2000);
   }
   void TearDown() override {
     sender_.reset();
     receiver_.reset();
+    listener_.reset();
     applier_.reset();
     std::error_code ec;
     std::filesystem::remove_all(dir_, ec);
   }
-  void connect(int port) {
-    auto r = StreamReceiver::listen({"127.0.0.1", port, 7}, *applier_);
-    ASSERT_TRUE(r.ok()) << r.status().message();
-    receiver_ = std::move(*r);
-    auto s = StreamSender::connect({"127.0.0.1", port, 7, Millis(5000), Millis(2000)}, time_);
-    ASSERT_TRUE(s.ok()) << s.status().message();
-    sender_ = std::move(*s);
+
+  // The primary's listener on 127.0.0.1, expecting its peer at `peer`; accepted connections of
+  // a replication session start a sender once all of them are there.
+  void listen(const std::string& peer = "127.0.0.2") {
+    auto l = LinkListener::listen("127.0.0.1", kPort, peer, options_,
+                                  [this](AcceptedConnection& c) -> std::optional<std::string> {
+                                    if (refuse_) {
+                                      return std::string("not now");
+                                    }
+                                    std::lock_guard<std::mutex> lock(mutex_);
+                                    channels_.push_back(std::move(c.channel));
+                                    if (channels_.size() == c.hello.count) {
+                                      StreamSender::Events ev;
+                                      ev.need = [this](NeedRanges n) {
+                                        std::lock_guard<std::mutex> l2(mutex_);
+                                        needs_.push_back(std::move(n));
+                                        cv_.notify_all();
+                                      };
+                                      ev.lost = [this](const std::string& why) {
+                                        std::lock_guard<std::mutex> l2(mutex_);
+                                        lost_ = why;
+                                        cv_.notify_all();
+                                      };
+                                      Answer a;
+                                      a.accepted = true;
+                                      a.module_id = 7;
+                                      a.first_seq = 1;
+                                      sender_ = StreamSender::start(std::move(channels_), 1,
+                                                                    options_, time_, std::move(ev),
+                                                                    encodeAnswer(a));
+                                      cv_.notify_all();
+                                    }
+                                    return std::nullopt;
+                                  });
+    ASSERT_TRUE(l.ok()) << l.status().message();
+    listener_ = std::move(*l);
   }
+
+  Result<ConnectedSession> connect(uint8_t count = 1, uint16_t module_id = 7,
+                                   const std::string& from = "127.0.0.2") {
+    Hello h;
+    h.module_id = module_id;
+    h.session = 42;
+    h.count = count;
+    return connectSession(from, "127.0.0.1", kPort, h, options_);
+  }
+
+  void startReceiver(ConnectedSession s) {
+    StreamReceiver::Events ev;
+    ev.ended = [this](const std::string& why) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      ended_ = why;
+      cv_.notify_all();
+    };
+    receiver_ = StreamReceiver::start(std::move(s.channels), s.first_seq, {applier_.get()},
+                                      options_, std::move(ev));
+    std::unique_lock<std::mutex> lock(mutex_);
+    ASSERT_TRUE(cv_.wait_for(lock, std::chrono::seconds(5), [this] { return sender_ != nullptr; }));
+  }
+
+  void send(Op op) {
+    op.seq = next_seq_++;
+    sender_->send(op);
+  }
+
   std::string read(const std::string& rel) {
     std::ifstream in(dir_ + "/" + rel);
     std::stringstream ss;
@@ -65,87 +153,164 @@ class StreamLinkTest : public ::testing::Test {
   }
 
   RealTimeSource time_;
+  LinkOptions options_;
   std::string dir_;
   std::unique_ptr<Applier> applier_;
-  std::unique_ptr<StreamReceiver> receiver_;
+  std::unique_ptr<LinkListener> listener_;
   std::unique_ptr<StreamSender> sender_;
+  std::unique_ptr<StreamReceiver> receiver_;
+  uint64_t next_seq_ = 1;
+  bool refuse_ = false;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::vector<std::unique_ptr<Channel>> channels_;
+  std::vector<NeedRanges> needs_;
+  std::string lost_;
+  std::string ended_;
 };
 
-Op op(OpType t, std::string path) {
-  Op o;
-  o.type = t;
-  o.path = std::move(path);
-  return o;
-}
-
-TEST_F(StreamLinkTest, OperationsAreAppliedInOrderAndAcknowledged) {
-  connect(5600);
-  Op mkdir = op(OpType::Mkdir, "d");
-  mkdir.mode = 0755;
-  sender_->submit(mkdir);
-  Op create = op(OpType::Create, "d/f");
-  create.mode = S_IFREG | 0644;
-  sender_->submit(create);
-  uint64_t last = 0;
-  for (int i = 0; i < 100; ++i) {
-    Op w = op(OpType::Write, "d/f");
-    w.offset = static_cast<uint64_t>(i) * 10;
-    w.data = std::string(10, static_cast<char>('a' + i % 26));
-    last = sender_->submit(w);
-  }
-  sender_->waitAcked(last);
-  EXPECT_FALSE(sender_->lost()) << sender_->lostReason();
-  EXPECT_GE(sender_->acked(), last);
-  EXPECT_EQ(receiver_->applied(), last);
-  const std::string content = read("d/f");
-  ASSERT_EQ(content.size(), 1000u);
-  EXPECT_EQ(content.substr(990), std::string(10, static_cast<char>('a' + 99 % 26)));
-}
-
-TEST_F(StreamLinkTest, ABadOperationClosesTheLinkAndTheSenderGoesOnAlone) {
-  connect(5601);
-  Op w = op(OpType::Write, "missing/file");  // the peer cannot apply it
-  w.data = "x";
-  const uint64_t seq = sender_->submit(w);
-  sender_->waitAcked(seq);  // returns: the link is lost, the application does not hang
-  ASSERT_TRUE(sender_->lost());
-  EXPECT_FALSE(sender_->lostReason().empty());
-  EXPECT_NE(receiver_->lastError().find("missing/file"), std::string::npos)
-      << receiver_->lastError();
-  // Later operations are dropped (the peer is out of date) and never wait.
-  Op more = op(OpType::Mkdir, "later");
-  more.mode = 0755;
-  sender_->waitAcked(sender_->submit(more));
-  EXPECT_FALSE(std::filesystem::exists(dir_ + "/later"));
-}
-
-TEST_F(StreamLinkTest, ANewSenderContinuesTheSequence) {
-  connect(5602);
-  Op mkdir = op(OpType::Mkdir, "one");
-  mkdir.mode = 0700;
-  sender_->waitAcked(sender_->submit(mkdir));
-  sender_.reset();
-  auto s = StreamSender::connect({"127.0.0.1", 5602, 7, Millis(5000), Millis(2000)}, time_);
+TEST_F(StreamLinkTest, OneConnectionAppliesInOrderAndAcknowledges) {
+  listen();
+  auto s = connect();
   ASSERT_TRUE(s.ok()) << s.status().message();
-  sender_ = std::move(*s);
-  Op again = op(OpType::Mkdir, "two");
-  again.mode = 0700;
-  const uint64_t seq = sender_->submit(again);
-  EXPECT_EQ(seq, 2u);
-  sender_->waitAcked(seq);
-  EXPECT_FALSE(sender_->lost()) << sender_->lostReason();
-  EXPECT_TRUE(std::filesystem::is_directory(dir_ + "/two"));
+  EXPECT_EQ(s->first_seq, 1u);
+  startReceiver(std::move(*s));
+  send(createOp("f"));
+  for (int i = 0; i < 100; ++i) {
+    send(writeOp("f", std::to_string(i % 10), static_cast<uint64_t>(i)));
+  }
+  ASSERT_TRUE(sender_->waitAcked(101));
+  EXPECT_EQ(receiver_->applied(), 101u);
+  EXPECT_EQ(read("f").size(), 100u);
+  EXPECT_EQ(read("f").substr(0, 12), "012345678901");
 }
 
-TEST_F(StreamLinkTest, AWrongModuleOrNoPeerIsRefusedAtConnect) {
-  auto r = StreamReceiver::listen({"127.0.0.1", 5603, 7}, *applier_);
-  ASSERT_TRUE(r.ok());
-  receiver_ = std::move(*r);
-  auto wrong = StreamSender::connect({"127.0.0.1", 5603, 8, Millis(1000), Millis(1000)}, time_);
-  EXPECT_FALSE(wrong.ok());
-  auto none = StreamSender::connect({"127.0.0.1", 5699, 7, Millis(1000), Millis(1000)}, time_);
-  ASSERT_FALSE(none.ok());
-  EXPECT_NE(none.status().message().find("127.0.0.1:5699"), std::string::npos);
+TEST_F(StreamLinkTest, SeveralConnectionsKeepTheOrder) {
+  listen();
+  auto s = connect(4);
+  ASSERT_TRUE(s.ok()) << s.status().message();
+  ASSERT_EQ(s->channels.size(), 4u);
+  startReceiver(std::move(*s));
+  send(createOp("big"));
+  // Overlapping writes: only the stream order gives the right final content.
+  const std::string chunk(200 * 1024, 'a');
+  for (int i = 0; i < 64; ++i) {
+    send(writeOp("big", std::string(200 * 1024, static_cast<char>('a' + i % 26)),
+                 static_cast<uint64_t>(i) * 100 * 1024));
+  }
+  ASSERT_TRUE(sender_->waitAcked(65)) << lost_ << ended_;
+  const std::string content = read("big");
+  ASSERT_EQ(content.size(), 63u * 100 * 1024 + 200 * 1024);
+  for (int i = 0; i < 64; ++i) {
+    ASSERT_EQ(content[static_cast<size_t>(i) * 100 * 1024], static_cast<char>('a' + i % 26)) << i;
+  }
+}
+
+TEST_F(StreamLinkTest, OnlyThePeerMayConnect) {
+  listen("127.0.0.9");
+  auto s = connect();
+  EXPECT_FALSE(s.ok());
+  ASSERT_TRUE(waitUntil([&] { return listener_->refused() > 0; }, 2000));
+  EXPECT_NE(listener_->lastRefusal().find("only the peer 127.0.0.9 may connect"), std::string::npos)
+      << listener_->lastRefusal();
+}
+
+TEST_F(StreamLinkTest, RefusalsComeBackWithTheirReason) {
+  listen();
+  auto s = connect(1, 8);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.status().message().find("module id 8, not 7"), std::string::npos)
+      << s.status().message();
+  refuse_ = true;
+  s = connect();
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.status().message().find("not now"), std::string::npos) << s.status().message();
+}
+
+TEST_F(StreamLinkTest, NeedAnswersReachThePrimary) {
+  listen();
+  auto s = connect();
+  ASSERT_TRUE(s.ok());
+  startReceiver(std::move(*s));
+  ASSERT_EQ(::system(("printf 0123456789 > " + dir_ + "/f").c_str()), 0);
+  Op sync;
+  sync.type = OpType::SyncFile;
+  sync.path = "f";
+  sync.mode = S_IFREG | 0600;
+  sync.length = 10;
+  sync.flags = kSyncWholeFile;
+  send(sync);
+  std::unique_lock<std::mutex> lock(mutex_);
+  ASSERT_TRUE(cv_.wait_for(lock, std::chrono::seconds(5), [this] { return !needs_.empty(); }));
+  EXPECT_EQ(needs_[0].path, "f");
+  EXPECT_EQ(needs_[0].seq, 1u);
+  ASSERT_EQ(needs_[0].ranges.size(), 1u);
+  EXPECT_EQ(needs_[0].ranges[0], std::make_pair(uint64_t{0}, uint64_t{10}));
+}
+
+TEST_F(StreamLinkTest, AFailedApplyEndsTheSessionOnBothSides) {
+  listen();
+  auto s = connect();
+  ASSERT_TRUE(s.ok());
+  startReceiver(std::move(*s));
+  send(writeOp("missing/f", "x"));  // not tolerant: the parent does not exist
+  std::unique_lock<std::mutex> lock(mutex_);
+  ASSERT_TRUE(cv_.wait_for(lock, std::chrono::seconds(5),
+                           [this] { return !lost_.empty() && !ended_.empty(); }));
+  EXPECT_NE(ended_.find("cannot apply"), std::string::npos) << ended_;
+  EXPECT_NE(lost_.find("the secondary gave up"), std::string::npos) << lost_;
+  lock.unlock();
+  EXPECT_FALSE(sender_->waitAcked(1));
+}
+
+TEST_F(StreamLinkTest, SilenceOfTheSecondaryIsASendTimeout) {
+  options_.send_timeout = Millis(500);
+  listen();
+  auto s = connect();
+  ASSERT_TRUE(s.ok());
+  // The secondary's connections stay open but nobody reads or acknowledges.
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  send(createOp("f"));
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_FALSE(sender_->waitAcked(1));
+  const auto waited = std::chrono::steady_clock::now() - t0;
+  EXPECT_GE(waited, std::chrono::milliseconds(450));
+  EXPECT_LT(waited, std::chrono::seconds(3));
+  EXPECT_NE(sender_->lostReason().find("sendtimeout"), std::string::npos) << sender_->lostReason();
+}
+
+TEST_F(StreamLinkTest, TlsSession) {
+  auto id = makeTlsIdentity("halo-module-test");
+  ASSERT_TRUE(id.ok()) << id.status().message();
+  options_.tls = *id;
+  listen();
+  auto s = connect(2);
+  ASSERT_TRUE(s.ok()) << s.status().message();
+  EXPECT_STREQ(s->channels[0]->kind(), "tls");
+  startReceiver(std::move(*s));
+  send(createOp("secret"));
+  for (uint64_t i = 0; i < 3; ++i) {
+    send(writeOp("secret", std::string(kMaxData, 's'), i * kMaxData));
+  }
+  ASSERT_TRUE(sender_->waitAcked(4)) << lost_;
+  EXPECT_EQ(read("secret").size(), 3u << 20);
+}
+
+TEST_F(StreamLinkTest, TlsRefusesAnotherModuleCertificate) {
+  auto mine = makeTlsIdentity("halo-module-a");
+  auto other = makeTlsIdentity("halo-module-b");
+  ASSERT_TRUE(mine.ok() && other.ok());
+  options_.tls = *mine;
+  listen();
+  LinkOptions theirs = options_;
+  theirs.tls = *other;
+  Hello h;
+  h.module_id = 7;
+  h.session = 1;
+  auto s = connectSession("127.0.0.2", "127.0.0.1", kPort, h, theirs);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.status().message().find("another module certificate"), std::string::npos)
+      << s.status().message();
 }
 
 }  // namespace

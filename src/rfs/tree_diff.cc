@@ -26,8 +26,7 @@
 // with SHA-NI), so a walk of a multi-GiB tree is bound by the disk, not by the hash. 128 bits
 // make an accidental collision negligible. Header-only, so there is no library to link, and the
 // XXH3 output is frozen since xxHash 0.8.0, so nodes with different package versions agree.
-#define XXH_INLINE_ALL
-#include <xxhash.h>
+#include "rfs/digest.h"
 
 // Linux 6.14+: a buffered read whose pages are dropped afterwards unless they were cached
 // already; older glibc headers do not name it.
@@ -104,13 +103,7 @@ void appendHash(XXH128_hash_t h, std::string* out) {
   out->append(reinterpret_cast<const char*>(c.digest), sizeof c.digest);
 }
 
-BlockDigest toDigest(XXH128_hash_t h) {
-  XXH128_canonical_t c;
-  XXH128_canonicalFromHash(&c, h);
-  BlockDigest d;
-  std::memcpy(d.data(), c.digest, d.size());
-  return d;
-}
+BlockDigest toDigest(XXH128_hash_t h) { return toBlockDigest(h); }
 
 // Digest of all extended attributes of `path` (not following a final symlink): names sorted, each
 // (name, value) length-prefixed so that no two different sets hash the same input.

@@ -21,11 +21,10 @@
 #include <vector>
 
 #include "base/status.h"
+#include "rfs/digest.h"
 
 namespace halo::rfs {
 
-// XXH3-128 of one block, canonical (big-endian) bytes, so both nodes agree on the value.
-using BlockDigest = std::array<uint8_t, 16>;
 
 struct TreeEntry {
   std::string path;          // relative to the root, components joined by '/'; "" is the root

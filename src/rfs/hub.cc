@@ -1,0 +1,220 @@
+#include "rfs/hub.h"
+
+#include "rfs/wire.h"
+
+namespace halo::rfs {
+
+class Hub::RootSink : public OpSink {
+ public:
+  RootSink(Hub& hub, uint16_t root) : hub_(hub), root_(root) {}
+  uint64_t submit(Op op) override {
+    op.root = root_;
+    return hub_.submit(std::move(op));
+  }
+  void waitAcked(uint64_t seq) override { hub_.waitAcked(seq); }
+
+ private:
+  Hub& hub_;
+  const uint16_t root_;
+};
+
+Hub::Hub(size_t roots, HubOptions options, TimeSource& time, Events events)
+    : options_(std::move(options)), time_(time), events_(std::move(events)) {
+  for (size_t i = 0; i < roots; ++i) {
+    sinks_.push_back(std::make_unique<RootSink>(*this, static_cast<uint16_t>(i)));
+  }
+}
+
+OpSink& Hub::sink(uint16_t index) { return *sinks_.at(index); }
+
+Hub::~Hub() {
+  closeSession();
+  ended_.clear();
+}
+
+uint64_t Hub::submit(Op op) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  op.seq = next_seq_++;
+  if (session_) {
+    session_->send(op);
+  }
+  if (observer_) {
+    observer_(op);
+  }
+  return op.seq;
+}
+
+bool Hub::waitSessionAcked(const StreamSender* session, uint64_t seq) {
+  std::shared_ptr<StreamSender> s;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (session_.get() != session || session == nullptr) {
+      return false;
+    }
+    s = session_;
+  }
+  return s->waitAcked(seq);
+}
+
+void Hub::setObserver(std::function<void(const Op&)> observer) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  observer_ = std::move(observer);
+}
+
+uint64_t Hub::submitTo(const StreamSender* session, Op op) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (session_.get() != session || session == nullptr) {
+    return 0;
+  }
+  op.seq = next_seq_++;
+  session_->send(op);
+  return op.seq;
+}
+
+uint64_t Hub::lastSeq() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return next_seq_ - 1;
+}
+
+void Hub::waitAcked(uint64_t seq) {
+  std::shared_ptr<StreamSender> session;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (session_ && synced_ && seq >= session_first_) {
+      session = session_;
+    } else if (!fenced_) {
+      return;  // alone, or reintegrating: the secondary is not up to date anyway
+    }
+  }
+  if (session && session->waitAcked(seq)) {
+    return;
+  }
+  // The session was lost before acknowledging `seq`. Its lost event (sessionLost, on a link
+  // thread right after) or closeSession detaches it and decides the fence: wait for that.
+  std::unique_lock<std::mutex> lock(mutex_);
+  const auto deadline = time_.monotonicTime() + options_.lock_timeout;
+  if (session) {
+    fence_cv_.wait_until(lock, deadline, [&] { return session_ != session; });
+  }
+  while (fenced_) {
+    if (fence_cv_.wait_until(lock, deadline) == std::cv_status::timeout && fenced_) {
+      fenced_ = false;
+      lock.unlock();
+      fence_cv_.notify_all();
+      if (events_.fence_expired) {
+        events_.fence_expired();
+      }
+      return;
+    }
+  }
+}
+
+std::shared_ptr<StreamSender> Hub::startSession(std::vector<std::unique_ptr<Channel>> channels,
+                                                StreamSender::Events events) {
+  closeSession();
+  std::lock_guard<std::mutex> lock(mutex_);
+  // No I/O under the lock: the session's threads write the answers before any record.
+  Answer answer;
+  answer.accepted = true;
+  answer.module_id = options_.link.module_id;
+  answer.first_seq = next_seq_;
+  session_first_ = next_seq_;
+  session_ = StreamSender::start(std::move(channels), next_seq_, options_.link, time_,
+                                 std::move(events), encodeAnswer(answer));
+  synced_ = false;
+  fenced_ = false;  // a new session: the secondary reintegrates before it is up to date again
+  fence_cv_.notify_all();
+  return session_;
+}
+
+uint64_t Hub::finishResync(const StreamSender* session) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (session_.get() != session || session == nullptr) {
+    return 0;
+  }
+  Op marker;
+  marker.type = OpType::ResyncDone;
+  marker.seq = next_seq_++;
+  session_->send(marker);
+  synced_ = true;
+  return marker.seq;
+}
+
+void Hub::sessionLost(const StreamSender* session, const std::string& why) {
+  bool fenced = false;
+  std::shared_ptr<StreamSender> old;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (session_.get() != session) {
+      return;
+    }
+    old = std::move(session_);
+    bytes_before_ += old->bytesSent();
+    fenced = synced_;
+    fenced_ = fenced_ || synced_;
+    synced_ = false;
+  }
+  fence_cv_.notify_all();
+  if (events_.lost) {
+    events_.lost(why, fenced);
+  }
+  // The caller may be one of the session's own threads: reap() destroys it later.
+  std::lock_guard<std::mutex> lock(mutex_);
+  ended_.push_back(std::move(old));
+}
+
+void Hub::reap() {
+  std::vector<std::shared_ptr<StreamSender>> ended;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    ended.swap(ended_);
+  }
+}
+
+void Hub::closeSession() {
+  std::shared_ptr<StreamSender> old;
+  std::vector<std::shared_ptr<StreamSender>> ended;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    old = std::move(session_);
+    if (old) {
+      bytes_before_ += old->bytesSent();
+    }
+    synced_ = false;
+    ended.swap(ended_);
+  }
+  fence_cv_.notify_all();
+  if (old) {
+    old->close();
+  }
+}
+
+void Hub::unfence() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    fenced_ = false;
+  }
+  fence_cv_.notify_all();
+}
+
+bool Hub::synced() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return synced_;
+}
+
+bool Hub::fenced() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return fenced_;
+}
+
+bool Hub::hasSession() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return session_ != nullptr;
+}
+
+uint64_t Hub::bytesSent() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return bytes_before_ + (session_ ? session_->bytesSent() : 0);
+}
+
+}  // namespace halo::rfs

@@ -1,0 +1,106 @@
+#pragma once
+// Hub: the primary's one ordered stream for every replicated directory of a module (the OpSink of
+// each FUSE mount) and its session with the secondary, when there is one (DESIGN 6.2).
+//
+// Every operation gets the next sequence number, whether a session exists or not (the FUSE layer
+// uses them to know what changed when). With a session, every record from its first sequence on
+// goes to it, in order. The application waits for the secondary's acknowledgement (fsync, close
+// of a written file, namespace operations) only once the session is synced: during a
+// reintegration the secondary is not up to date anyway, and the copy traffic would only slow the
+// application down.
+//
+// Fencing by outdating (DESIGN 6.2, DRBD's resource-level fencing): when a synced session is lost,
+// the hub is fenced: every wait for an acknowledgement blocks until unfence() — the module runtime
+// calls it once the peer's heartbeats show it knows it is outdated, or the heartbeats declared it
+// lost — or until lock_timeout. So an application never gets success for a write that only the
+// primary has while the secondary could still take over as up to date.
+//
+// Thread-safety: all methods may be called from any thread.
+
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "base/time_source.h"
+#include "rfs/sink.h"
+#include "rfs/stream_link.h"
+
+namespace halo::rfs {
+
+struct HubOptions {
+  Millis lock_timeout{100000};  // <rfs locktimeout>: the longest a fenced wait lasts
+  LinkOptions link;
+};
+
+class Hub {
+ public:
+  struct Events {
+    // A session ended; `fenced`: it was synced, so waits block until unfence().
+    std::function<void(const std::string& why, bool fenced)> lost;
+    // The fence ran out (lock_timeout) without unfence().
+    std::function<void()> fence_expired;
+  };
+  Hub(size_t roots, HubOptions options, TimeSource& time, Events events);
+  ~Hub();
+
+  // The sink of the FUSE mount of root `index` (it sets Op::root).
+  OpSink& sink(uint16_t index);
+  uint64_t submit(Op op);
+  void waitAcked(uint64_t seq);
+  uint64_t lastSeq() const;
+
+  // Starts a session on the secondary's connections (answering them); a previous session is
+  // closed first. From now on every record goes to it.
+  std::shared_ptr<StreamSender> startSession(std::vector<std::unique_ptr<Channel>> channels,
+                                             StreamSender::Events events);
+  // Submits a record of `session`'s reintegration: dropped (0) when it is no longer current.
+  uint64_t submitTo(const StreamSender* session, Op op);
+  // Ends `session`'s reintegration: submits the ResyncDone marker and, atomically with it,
+  // starts awaiting acknowledgements (every record after the marker is one the secondary must
+  // have before the application hears of success). Returns the marker's sequence, 0 if the
+  // session is no longer current.
+  uint64_t finishResync(const StreamSender* session);
+  // Waits for `session` to acknowledge `seq`; false when it is no longer current or was lost.
+  bool waitSessionAcked(const StreamSender* session, uint64_t seq);
+  // Sees every submitted record (under the hub's lock: keep it short); null to stop.
+  void setObserver(std::function<void(const Op&)> observer);
+  // The session's link was lost (its lost event); fences when it was synced.
+  void sessionLost(const StreamSender* session, const std::string& why);
+  // Ends the current session without fencing (the module stops, or becomes secondary).
+  void closeSession();
+  void unfence();
+  // Destroys the sessions that were lost (joins their threads): call it from an owner thread,
+  // never from a session's event.
+  void reap();
+
+  bool synced() const;
+  bool fenced() const;
+  bool hasSession() const;
+  uint64_t bytesSent() const;
+
+ private:
+  class RootSink;
+
+  const HubOptions options_;
+  TimeSource& time_;
+  Events events_;
+  std::vector<std::unique_ptr<RootSink>> sinks_;
+
+  mutable std::mutex mutex_;
+  std::condition_variable fence_cv_;
+  uint64_t next_seq_ = 1;                    // guarded by mutex_
+  std::shared_ptr<StreamSender> session_;    // guarded by mutex_
+  uint64_t session_first_ = 0;               // guarded by mutex_
+  bool synced_ = false;                      // guarded by mutex_
+  bool fenced_ = false;                      // guarded by mutex_
+  uint64_t bytes_before_ = 0;                // sent by sessions that ended; mutex_
+  std::function<void(const Op&)> observer_;  // guarded by mutex_
+  // Lost sessions, destroyed by the next owner call (their own thread may have reported it).
+  std::vector<std::shared_ptr<StreamSender>> ended_;  // guarded by mutex_
+};
+
+}  // namespace halo::rfs

@@ -1,0 +1,364 @@
+#include <cinttypes>
+
+#include "rfs/service.h"
+#include "rfs/service_util.h"
+
+namespace halo::rfs {
+
+namespace {
+constexpr Millis kSampleEvery{1000};
+}  // namespace
+
+Result<std::unique_ptr<PrimaryService>> PrimaryService::start(ServiceOptions options,
+                                                              TimeSource& time, EventSink events) {
+  std::unique_ptr<PrimaryService> s(
+      new PrimaryService(std::move(options), time, std::move(events)));
+  HALO_RETURN_IF_ERROR(s->begin());
+  return s;
+}
+
+PrimaryService::PrimaryService(ServiceOptions options, TimeSource& time, EventSink events)
+    : options_(std::move(options)), time_(time), events_(std::move(events)) {}
+
+PrimaryService::~PrimaryService() { (void)stop(); }
+
+Status PrimaryService::begin() {
+  HubOptions ho;
+  ho.lock_timeout = options_.lock_timeout;
+  ho.link = options_.link;
+  Hub::Events he;
+  he.lost = [this](const std::string& why, bool fenced) {
+    events_({"lost",
+             "Replication link lost: " + why +
+                 (fenced ? "; acknowledgements wait until the secondary is known to be "
+                           "outdated"
+                         : ""),
+             'E'});
+  };
+  he.fence_expired = [this] {
+    events_({"fence_expired",
+             "The secondary did not confirm it is outdated within locktimeout: acknowledging "
+             "writes it may not have",
+             'C'});
+  };
+  hub_ = std::make_unique<Hub>(options_.dirs.size(), ho, time_, std::move(he));
+  for (size_t i = 0; i < options_.dirs.size(); ++i) {
+    const ReplicatedDir& d = options_.dirs[i];
+    // The guard before the mount: an unmounted file system must not be replicated as empty.
+    int probe = ::open(d.dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (probe < 0) {
+      return errnoStatus("replicated directory " + d.dir, errno);
+    }
+    Status guard = checkTocheck(probe, d);
+    ::close(probe);
+    HALO_RETURN_IF_ERROR(guard);
+    FuseOptions fo;
+    fo.dir = d.dir;
+    fo.replicated = d.replicated;
+    fo.threads = options_.fuse_threads;
+    auto fs = FuseFs::mount(std::move(fo), hub_->sink(static_cast<uint16_t>(i)));
+    if (!fs.ok()) {
+      return fs.status().withPrefix("mounting the interception over " + d.dir);
+    }
+    mounts_.push_back(std::move(*fs));
+  }
+  last_sample_ = time_.monotonicTime();
+  thread_ = std::thread([this] { loop(); });
+  auto listener =
+      LinkListener::listen(options_.local_addr, options_.port, options_.peer_addr, options_.link,
+                           [this](AcceptedConnection& c) { return onConnection(c); });
+  if (!listener.ok()) {
+    return listener.status();
+  }
+  listener_ = std::move(*listener);
+  return okStatus();
+}
+
+Status PrimaryService::stop() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (stopping_) {
+      return okStatus();
+    }
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  listener_.reset();
+  if (thread_.joinable()) {
+    thread_.join();
+  }
+  std::shared_ptr<Resyncer> resyncer;
+  std::vector<std::thread> manifests;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    resyncer = std::move(resyncer_);
+    manifests.swap(manifest_threads_);
+  }
+  if (hub_) {
+    hub_->closeSession();
+    hub_->reap();
+  }
+  resyncer.reset();
+  for (auto& t : manifests) {
+    t.join();
+  }
+  Status result;
+  for (auto& m : mounts_) {
+    if (Status s = m->unmount(); !s.ok() && result.ok()) {
+      result = s;
+    }
+  }
+  mounts_.clear();
+  return result;
+}
+
+void PrimaryService::unfence() { hub_->unfence(); }
+
+std::vector<int> PrimaryService::rootFds() const {
+  std::vector<int> out;
+  for (const auto& m : mounts_) {
+    out.push_back(m->rootFd());
+  }
+  return out;
+}
+
+void PrimaryService::post(std::function<void()> task) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    tasks_.push_back(std::move(task));
+  }
+  cv_.notify_all();
+}
+
+void PrimaryService::loop() {
+  while (true) {
+    std::deque<std::function<void()>> tasks;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      cv_.wait_for(lock, kSampleEvery, [this] { return stopping_ || !tasks_.empty(); });
+      if (stopping_) {
+        return;
+      }
+      tasks.swap(tasks_);
+      // Sessions whose connections did not all arrive in time.
+      const auto now = time_.monotonicTime();
+      for (auto it = gathering_.begin(); it != gathering_.end();) {
+        it = now - it->second.since > options_.link.connect_timeout ? gathering_.erase(it)
+                                                                    : std::next(it);
+      }
+    }
+    for (auto& t : tasks) {
+      t();
+    }
+    sample();
+  }
+}
+
+std::optional<std::string> PrimaryService::onConnection(AcceptedConnection& c) {
+  if (c.hello.kind == SessionKind::Manifest) {
+    std::vector<int> roots = rootFds();
+    std::lock_guard<std::mutex> lock(mutex_);
+    manifest_threads_.emplace_back([this, roots, ch = std::move(c.channel)]() mutable {
+      serveManifests(std::move(ch), roots, options_.dirs, options_.link);
+    });
+    return std::nullopt;
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto& g = gathering_[c.hello.session];
+  if (g.channels.empty()) {
+    g.since = time_.monotonicTime();
+  }
+  g.channels.push_back(std::move(c.channel));
+  if (g.channels.size() >= c.hello.count) {
+    auto channels = std::make_shared<std::vector<std::unique_ptr<Channel>>>(std::move(g.channels));
+    gathering_.erase(c.hello.session);
+    tasks_.push_back([this, channels] { startSession(std::move(*channels)); });
+    cv_.notify_all();
+  }
+  return std::nullopt;
+}
+
+void PrimaryService::startSession(std::vector<std::unique_ptr<Channel>> channels) {
+  // The previous session and its reintegration go first, in that order (its threads joined).
+  std::shared_ptr<Resyncer> old;
+  uint64_t gen = 0;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    old = std::move(resyncer_);
+    gen = ++generation_;
+    resync_done_ = false;
+    last_progress_ = {};
+  }
+  hub_->closeSession();
+  hub_->reap();
+  old.reset();
+  const size_t count = channels.size();
+  const std::string kind = channels.front()->kind();
+  auto holder = std::make_shared<std::atomic<const StreamSender*>>(nullptr);
+  StreamSender::Events ev;
+  auto current = [this, gen](const std::function<void(Resyncer&)>& fn) {
+    post([this, gen, fn] {
+      std::shared_ptr<Resyncer> r;
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (gen != generation_) {
+          return;
+        }
+        r = resyncer_;
+      }
+      if (r) {
+        fn(*r);
+      }
+    });
+  };
+  ev.need = [current](NeedRanges n) {
+    auto shared = std::make_shared<NeedRanges>(std::move(n));
+    current([shared](Resyncer& r) { r.onNeed(*shared); });
+  };
+  ev.hint = [this, current](uint16_t root, std::string bytes) {
+    auto m = decodeManifest(bytes);
+    if (!m.ok()) {
+      events_({"log", "Ignoring a bad hint from the secondary: " + m.status().message(), 'E'});
+      return;
+    }
+    auto shared = std::make_shared<Manifest>(std::move(*m));
+    current([root, shared](Resyncer& r) { r.setHint(root, *shared); });
+  };
+  ev.hints_done = [this, current] {
+    current([this](Resyncer& r) {
+      events_({"log", "Reintegration of the secondary begins", 'I'});
+      r.start();
+    });
+  };
+  ev.lost = [this, holder](const std::string& why) {
+    hub_->sessionLost(holder->load(), why);  // fences at once, on this thread
+    post([this] {
+      hub_->reap();
+      std::shared_ptr<Resyncer> r;
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        r = std::move(resyncer_);
+      }
+    });
+  };
+  auto session = hub_->startSession(std::move(channels), std::move(ev));
+  holder->store(session.get());
+  std::vector<ResyncRoot> roots;
+  for (size_t i = 0; i < mounts_.size(); ++i) {
+    roots.push_back({mounts_[i].get(), options_.dirs[i].replicated});
+  }
+  Resyncer::Events rev;
+  rev.progress = [this](const ResyncProgress& p) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      last_progress_ = p;
+    }
+    events_({"progress", "Reintegration: " + p.describe(), 'I'});
+  };
+  rev.done = [this, gen](bool ok, const std::string& detail) {
+    post([this, gen, ok, detail] {
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (gen != generation_) {
+          return;
+        }
+        resync_done_ = ok;
+        if (resyncer_) {
+          last_progress_ = resyncer_->progress();
+        }
+      }
+      if (ok) {
+        events_({"synced", "Reintegration ended (synchronize): " + detail, 'I'});
+      } else {
+        // The secondary sees its link end and asks again (its module runtime decides when).
+        events_({"log", "Reintegration failed: " + detail, 'E'});
+        std::shared_ptr<Resyncer> r;
+        {
+          std::lock_guard<std::mutex> lock(mutex_);
+          r = std::move(resyncer_);
+        }
+        hub_->closeSession();
+        hub_->reap();
+      }
+    });
+  };
+  auto r = std::make_shared<Resyncer>(std::move(roots), *hub_, session.get(), options_.resync,
+                                      time_, std::move(rev));
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    resyncer_ = std::move(r);
+  }
+  events_({"connected",
+           "The secondary connected (" + std::to_string(count) + " " + kind + " connection" +
+               (count > 1 ? "s" : "") + ")",
+           'I'});
+  if (session->lost()) {
+    hub_->sessionLost(session.get(), session->lostReason());
+  }
+}
+
+void PrimaryService::sample() {
+  const auto now = time_.monotonicTime();
+  const double dt = std::chrono::duration<double>(now - last_sample_).count();
+  if (dt < 0.5) {
+    return;
+  }
+  std::shared_ptr<Resyncer> r;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    r = resyncer_;
+  }
+  const uint64_t sent = hub_->bytesSent();
+  const uint64_t copied = r ? r->progress().bytes_copied : last_copied_;
+  const uint64_t d_sent = sent >= last_sent_ ? sent - last_sent_ : 0;
+  const uint64_t d_copied = copied >= last_copied_ ? copied - last_copied_ : 0;
+  std::lock_guard<std::mutex> lock(mutex_);
+  rei_kib_s_ = static_cast<double>(d_copied) / 1024.0 / dt;
+  rep_kib_s_ = static_cast<double>(d_sent > d_copied ? d_sent - d_copied : 0) / 1024.0 / dt;
+  last_sent_ = sent;
+  last_copied_ = r ? copied : 0;
+  last_sample_ = now;
+}
+
+nlohmann::json PrimaryService::status() const {
+  std::shared_ptr<Resyncer> r;
+  nlohmann::json j = {{"role", "primary"}};
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    r = resyncer_;
+    j["rep_bandwidth_kib_s"] = static_cast<int64_t>(rep_kib_s_);
+    j["rei_bandwidth_kib_s"] = static_cast<int64_t>(rei_kib_s_);
+    j["resync_done"] = resync_done_;
+  }
+  j["session"] = hub_->hasSession();
+  j["synced"] = hub_->synced();
+  j["fenced"] = hub_->fenced();
+  j["bytes_sent"] = hub_->bytesSent();
+  if (r) {
+    const ResyncProgress p = r->progress();
+    j["reintegration"] = {{"phase", p.phase},
+                          {"files_done", p.files_done},
+                          {"files_total", p.files_total},
+                          {"bytes_done", p.bytes_done},
+                          {"bytes_total", p.bytes_total},
+                          {"bytes_copied", p.bytes_copied},
+                          {"bytes_hashed", p.bytes_hashed},
+                          {"seconds", p.seconds},
+                          {"eta_seconds", p.eta_seconds},
+                          {"text", p.describe()}};
+  }
+  nlohmann::json dirs = nlohmann::json::array();
+  for (const auto& d : options_.dirs) {
+    dirs.push_back(d.dir);
+  }
+  j["dirs"] = dirs;
+  if (listener_) {
+    j["refused_connections"] = listener_->refused();
+    if (listener_->refused() > 0) {
+      j["last_refusal"] = listener_->lastRefusal();
+    }
+  }
+  return j;
+}
+
+}  // namespace halo::rfs

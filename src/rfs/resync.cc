@@ -1,0 +1,954 @@
+#include "rfs/resync.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cinttypes>
+#include <cstdio>
+
+#include "rfs/applier_util.h"
+#include "rfs/digest.h"
+
+namespace halo::rfs {
+
+using applier_internal::openBeneath;
+using applier_internal::UniqueFd;
+
+namespace {
+
+constexpr size_t kCopyChunk = kMaxData;  // one Write record
+constexpr size_t kDigestsPerRecord = kMaxData / sizeof(BlockDigest);
+constexpr size_t kEntriesPerRecord = 8192;  // names of 255 bytes still fit in kMaxData
+
+std::string childOf(const std::string& dir, const std::string& name) {
+  return dir.empty() ? name : dir + "/" + name;
+}
+
+std::string human(double bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int u = 0;
+  while (bytes >= 1024 && u < 4) {
+    bytes /= 1024;
+    ++u;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", bytes, units[u]);
+  return buf;
+}
+
+// Every extended attribute of a path beneath `root_fd` (not following a final symlink).
+XattrList readXattrs(int root_fd, const std::string& path) {
+  XattrList out;
+  const std::string at =
+      "/proc/self/fd/" + std::to_string(root_fd) + (path.empty() ? "" : "/" + path);
+  auto list = path.empty() ? ::listxattr : ::llistxattr;
+  auto get = path.empty() ? ::getxattr : ::lgetxattr;
+  ssize_t n = list(at.c_str(), nullptr, 0);
+  if (n <= 0) {
+    return out;
+  }
+  std::string names(static_cast<size_t>(n), '\0');
+  n = list(at.c_str(), names.data(), names.size());
+  if (n <= 0) {
+    return out;
+  }
+  names.resize(static_cast<size_t>(n));
+  for (size_t pos = 0; pos < names.size();) {
+    size_t end = names.find('\0', pos);
+    if (end == std::string::npos) {
+      end = names.size();
+    }
+    std::string name = names.substr(pos, end - pos);
+    pos = end + 1;
+    if (name.empty()) {
+      continue;
+    }
+    ssize_t v = get(at.c_str(), name.c_str(), nullptr, 0);
+    if (v < 0 || static_cast<size_t>(v) > kMaxXattrValue) {
+      continue;
+    }
+    std::string value(static_cast<size_t>(v), '\0');
+    v = get(at.c_str(), name.c_str(), value.data(), value.size());
+    if (v >= 0) {
+      value.resize(static_cast<size_t>(v));
+      out.emplace_back(std::move(name), std::move(value));
+    }
+  }
+  return out;
+}
+
+Op timesOp(uint16_t root, const std::string& path, const struct stat& st) {
+  Op op;
+  op.type = OpType::SetAttr;
+  op.root = root;
+  op.path = path;
+  op.flags = kSetAtime | kSetMtime;
+  op.atime_sec = st.st_atim.tv_sec;
+  op.atime_nsec = st.st_atim.tv_nsec;
+  op.mtime_sec = st.st_mtim.tv_sec;
+  op.mtime_nsec = st.st_mtim.tv_nsec;
+  return op;
+}
+
+// pread until `size` bytes or the end of the file.
+ssize_t readFully(int fd, char* buf, size_t size, uint64_t offset) {
+  size_t got = 0;
+  while (got < size) {
+    ssize_t n = ::pread(fd, buf + got, size - got, static_cast<off_t>(offset + got));
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n < 0) {
+      return -1;
+    }
+    if (n == 0) {
+      break;
+    }
+    got += static_cast<size_t>(n);
+  }
+  return static_cast<ssize_t>(got);
+}
+
+// Whether [offset, offset + length) of the file holds no data at all (inside its size).
+bool isHole(int fd, uint64_t offset, uint64_t length, const struct stat& st) {
+  if (offset >= static_cast<uint64_t>(st.st_size)) {
+    return false;
+  }
+  off_t data = ::lseek(fd, static_cast<off_t>(offset), SEEK_DATA);
+  if (data < 0) {
+    return errno == ENXIO;  // no data from here to the end
+  }
+  return static_cast<uint64_t>(data) >= offset + length;
+}
+
+Result<UniqueFd> openForReading(int root_fd, const std::string& path) {
+  auto fd = openBeneath(root_fd, path, O_RDONLY | O_NOFOLLOW | O_NOATIME | O_NONBLOCK);
+  if (!fd.ok()) {
+    fd = openBeneath(root_fd, path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);  // not the owner
+  }
+  return fd;
+}
+
+}  // namespace
+
+std::string ResyncProgress::describe() const {
+  char buf[256];
+  std::string eta =
+      eta_seconds < 0 ? "?" : std::to_string(static_cast<int64_t>(eta_seconds)) + " s";
+  std::snprintf(buf, sizeof buf, "%" PRIu64 "/%" PRIu64 " files, %s/%s, %s/s, ETA %s", files_done,
+                files_total, human(static_cast<double>(bytes_done)).c_str(),
+                human(static_cast<double>(bytes_total)).c_str(), human(rate).c_str(), eta.c_str());
+  return buf;
+}
+
+Resyncer::Resyncer(std::vector<ResyncRoot> roots, Hub& hub, const StreamSender* session,
+                   ResyncOptions options, TimeSource& time, Events events)
+    : roots_(std::move(roots)),
+      hub_(hub),
+      session_(session),
+      options_(options),
+      time_(time),
+      events_(std::move(events)) {
+  hints_.resize(roots_.size());
+  redo_.resize(roots_.size());
+}
+
+Resyncer::~Resyncer() {
+  hub_.setObserver(nullptr);
+  stop_ = true;
+  work_cv_.notify_all();
+  idle_cv_.notify_all();
+  for (auto& t : threads_) {
+    t.join();
+  }
+}
+
+void Resyncer::setHint(uint16_t root, const Manifest& hint) {
+  if (root >= hints_.size()) {
+    return;
+  }
+  for (const auto& e : hint.entries) {
+    hints_[root][e.path] = {e.type_and_mode & S_IFMT, e.size};
+  }
+}
+
+bool Resyncer::hintedMissing(uint16_t root, const std::string& path) const {
+  const auto& h = hints_[root];
+  auto it = h.find(path);
+  return it == h.end() || it->second.type != S_IFREG || it->second.size == 0;
+}
+
+void Resyncer::start() {
+  started_ = time_.monotonicTime();
+  last_report_ = started_;
+  throttle_start_ = started_;
+  hub_.setObserver([this](const Op& op) { observe(op); });
+  for (unsigned i = 0; i < std::max(1u, options_.threads); ++i) {
+    threads_.emplace_back([this] { worker(); });
+  }
+  threads_.emplace_back([this] { run(); });
+}
+
+void Resyncer::observe(const Op& op) {
+  if (op.type != OpType::Rename && op.type != OpType::Link) {
+    return;
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (op.root < redo_.size()) {
+    redo_[op.root].insert(op.path2);
+    if (op.type == OpType::Rename && (op.flags & RENAME_EXCHANGE)) {
+      redo_[op.root].insert(op.path);
+    }
+  }
+}
+
+ResyncProgress Resyncer::progress() const {
+  ResyncProgress p;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    p.phase = phase_;
+  }
+  p.files_total = files_total_;
+  p.bytes_total = bytes_total_;
+  p.files_done = files_done_;
+  p.bytes_done = bytes_done_;
+  p.bytes_copied = bytes_copied_;
+  p.bytes_hashed = bytes_hashed_;
+  p.entries = entries_;
+  p.seconds = std::chrono::duration<double>(time_.monotonicTime() - started_).count();
+  p.rate = p.seconds > 0 ? static_cast<double>(p.bytes_done) / p.seconds : 0;
+  if (p.rate > 0 && p.bytes_total >= p.bytes_done) {
+    p.eta_seconds = static_cast<double>(p.bytes_total - p.bytes_done) / p.rate;
+  }
+  return p;
+}
+
+void Resyncer::fail(const std::string& why) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (failure_.empty()) {
+      failure_ = why;
+    }
+  }
+  stop_ = true;
+  work_cv_.notify_all();
+  idle_cv_.notify_all();
+}
+
+uint64_t Resyncer::submit(uint16_t root, Op op) {
+  op.root = root;
+  uint64_t seq = hub_.submitTo(session_, std::move(op));
+  if (seq == 0) {
+    fail("the replication session ended");
+  }
+  return seq;
+}
+
+void Resyncer::enqueue(std::function<void()> task) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    tasks_.push_back(std::move(task));
+  }
+  work_cv_.notify_one();
+}
+
+void Resyncer::worker() {
+  while (true) {
+    std::function<void()> task;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      work_cv_.wait(lock, [this] { return stop_ || !tasks_.empty(); });
+      if (stop_) {
+        return;
+      }
+      task = std::move(tasks_.front());
+      tasks_.pop_front();
+      ++running_;
+    }
+    task();
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      --running_;
+    }
+    idle_cv_.notify_all();
+  }
+}
+
+bool Resyncer::waitIdle() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  while (!stop_ && !(tasks_.empty() && running_ == 0 && files_.empty())) {
+    idle_cv_.wait_for(lock, std::chrono::milliseconds(500));
+    lock.unlock();
+    maybeReport();
+    lock.lock();
+  }
+  return !stop_;
+}
+
+void Resyncer::maybeReport() {
+  const auto now = time_.monotonicTime();
+  if (now - last_report_ < options_.progress_every) {
+    return;
+  }
+  last_report_ = now;
+  ResyncProgress p = progress();
+  Op op;
+  op.type = OpType::ResyncProgress;
+  op.data = p.describe().substr(0, kMaxProgress);
+  (void)hub_.submitTo(session_, op);
+  if (events_.progress) {
+    events_.progress(p);
+  }
+}
+
+void Resyncer::throttle(uint64_t bytes) {
+  if (options_.bandwidth_kib_per_s == 0) {
+    return;
+  }
+  std::unique_lock<std::mutex> lock(mutex_);
+  throttled_bytes_ += bytes;
+  const double allowed = static_cast<double>(options_.bandwidth_kib_per_s) * 1024.0;
+  const double due = static_cast<double>(throttled_bytes_) / allowed;
+  const double elapsed =
+      std::chrono::duration<double>(time_.monotonicTime() - throttle_start_).count();
+  if (due > elapsed) {
+    // Sleep off the excess (woken early by a stop).
+    idle_cv_.wait_for(lock, std::chrono::duration<double>(due - elapsed));
+  }
+}
+
+void Resyncer::run() {
+  std::string detail;
+  bool ok = false;
+  Status s = count();
+  for (uint16_t r = 0; s.ok() && r < roots_.size() && !stop_; ++r) {
+    s = walkRoot(r, "");
+  }
+  if (s.ok() && waitIdle()) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      phase_ = "renamed";
+    }
+    // Renamed or linked into places already walked: walk them again, until a round adds none.
+    for (int round = 0; s.ok() && !stop_; ++round) {
+      std::vector<std::set<std::string>> redo(roots_.size());
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        redo.swap(redo_);
+        redo_.resize(roots_.size());
+      }
+      bool any = false;
+      for (uint16_t r = 0; r < redo.size() && s.ok(); ++r) {
+        for (const auto& path : redo[r]) {
+          any = true;
+          s = walkRoot(r, path);
+          if (!s.ok()) {
+            break;
+          }
+        }
+      }
+      if (!any) {
+        break;
+      }
+      if (round >= options_.max_redo_rounds) {
+        s = failedPrecondition(
+            "files keep being renamed during the reintegration; it will be "
+            "retried");
+        break;
+      }
+      if (!waitIdle()) {
+        break;
+      }
+    }
+  }
+  if (s.ok() && !stop_) {
+    s = linksAndTimes();
+  }
+  if (s.ok() && waitIdle()) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      phase_ = "finishing";
+    }
+    hub_.setObserver(nullptr);
+    const uint64_t marker = hub_.finishResync(session_);
+    // The marker is acknowledged once the secondary applied everything before it.
+    if (marker == 0 || !hub_.waitSessionAcked(session_, marker)) {
+      detail = "the replication session ended";
+    } else {
+      ok = true;
+      detail = progress().describe();
+      std::lock_guard<std::mutex> lock(mutex_);
+      phase_ = "done";
+    }
+  } else {
+    std::lock_guard<std::mutex> lock(mutex_);
+    detail = !s.ok() ? s.message() : failure_.empty() ? "stopped" : failure_;
+  }
+  stop_ = true;  // workers end
+  work_cv_.notify_all();
+  if (events_.done) {
+    events_.done(ok, detail);
+  }
+}
+
+Status Resyncer::count() {
+  for (uint16_t r = 0; r < roots_.size(); ++r) {
+    WalkOptions o;
+    o.block_digests = false;
+    o.include = roots_[r].replicated;
+    const std::string root = "/proc/self/fd/" + std::to_string(roots_[r].fs->rootFd());
+    auto walk = walkTree(root, o);
+    if (!walk.ok()) {
+      return walk.status().withPrefix("counting the files to reintegrate");
+    }
+    for (const auto& e : walk->manifest.entries) {
+      if (S_ISREG(e.type_and_mode)) {
+        ++files_total_;
+        bytes_total_ += e.size;
+      }
+    }
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  phase_ = "walking";
+  return okStatus();
+}
+
+Status Resyncer::walkRoot(uint16_t root, const std::string& top) {
+  // Depth first, without recursion: trees can be deep.
+  std::vector<std::string> stack = {top};
+  if (!top.empty()) {
+    // A single redo path: whatever it is now.
+    struct stat st {};
+    bool present = false;
+    bool is_dir = false;
+    roots_[root].fs->ordered([&] {
+      present = ::fstatat(roots_[root].fs->rootFd(), top.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+      is_dir = present && S_ISDIR(st.st_mode);
+    });
+    if (!present || (roots_[root].replicated && !roots_[root].replicated(top))) {
+      return okStatus();  // gone again, or not replicated: the live stream said all
+    }
+    if (!is_dir) {
+      // Walk its parent again: that describes it, whatever its type, and lists the parent.
+      const auto slash = top.rfind('/');
+      const std::string parent = slash == std::string::npos ? "" : top.substr(0, slash);
+      std::vector<std::string> ignored;
+      if (S_ISREG(st.st_mode)) {
+        syncFile(root, top, st.st_nlink > 1);
+        return okStatus();
+      }
+      return walkDir(root, parent, &ignored, top);
+    }
+  }
+  while (!stack.empty() && !stop_) {
+    std::string dir = std::move(stack.back());
+    stack.pop_back();
+    std::vector<std::string> subdirs;
+    HALO_RETURN_IF_ERROR(walkDir(root, dir, &subdirs));
+    for (auto it = subdirs.rbegin(); it != subdirs.rend(); ++it) {
+      stack.push_back(std::move(*it));
+    }
+    maybeReport();
+  }
+  return okStatus();
+}
+
+Status Resyncer::walkDir(uint16_t root, const std::string& path, std::vector<std::string>* subdirs,
+                         const std::string& only) {
+  FuseFs& fs = *roots_[root].fs;
+  const auto& replicated = roots_[root].replicated;
+  std::vector<std::pair<std::string, bool>> files;  // regular files: (path, hard linked)
+  Status status;
+  fs.ordered([&] {
+    const int root_fd = fs.rootFd();
+    auto fd = openBeneath(root_fd, path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+    if (!fd.ok()) {
+      return;  // renamed or removed meanwhile: the live stream carried it
+    }
+    struct stat dst {};
+    if (::fstat(fd->get(), &dst) != 0) {
+      return;
+    }
+    int dup = ::dup(fd->get());
+    DIR* d = dup < 0 ? nullptr : ::fdopendir(dup);
+    if (d == nullptr) {
+      if (dup >= 0) {
+        ::close(dup);
+      }
+      status = errnoStatus("opendir " + path, errno);
+      return;
+    }
+    std::vector<DirEntry> entries;
+    std::vector<std::pair<std::string, struct stat>> others;  // symlinks and special files
+    while (dirent* e = ::readdir(d)) {
+      const std::string name = e->d_name;
+      if (name == "." || name == "..") {
+        continue;
+      }
+      const std::string rel = childOf(path, name);
+      if (replicated && !replicated(rel)) {
+        continue;
+      }
+      if (!only.empty() && rel != only) {
+        // A pass for one entry still lists the others: the directory keeps them all.
+        struct stat ost {};
+        if (::fstatat(fd->get(), name.c_str(), &ost, AT_SYMLINK_NOFOLLOW) == 0) {
+          entries.push_back({name, ost.st_mode & S_IFMT});
+        }
+        continue;
+      }
+      struct stat st {};
+      if (::fstatat(fd->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+        continue;
+      }
+      if (st.st_dev != dst.st_dev) {
+        continue;  // a mount point below the replicated directory is not ours
+      }
+      entries.push_back({name, st.st_mode & S_IFMT});
+      if (S_ISDIR(st.st_mode)) {
+        subdirs->push_back(rel);
+      } else if (S_ISREG(st.st_mode)) {
+        files.emplace_back(rel, st.st_nlink > 1);
+      } else {
+        others.emplace_back(rel, st);
+      }
+    }
+    ::closedir(d);
+    const XattrList dir_xattrs = readXattrs(root_fd, path);
+    for (size_t at = 0; at == 0 || at < entries.size(); at += kEntriesPerRecord) {
+      Op op;
+      op.type = OpType::SyncDir;
+      op.path = path;
+      op.mode = dst.st_mode;
+      op.uid = dst.st_uid;
+      op.gid = dst.st_gid;
+      const size_t end = std::min(entries.size(), at + kEntriesPerRecord);
+      std::vector<DirEntry> part(entries.begin() + static_cast<std::ptrdiff_t>(at),
+                                 entries.begin() + static_cast<std::ptrdiff_t>(end));
+      encodeEntries(part, &op.data);
+      op.flags =
+          (end < entries.size() ? kSyncListMore : 0) | (dir_xattrs.empty() ? kSyncNoXattrs : 0);
+      if (submit(root, std::move(op)) == 0) {
+        return;
+      }
+      if (end >= entries.size()) {
+        break;
+      }
+    }
+    if (!dir_xattrs.empty()) {
+      Op x;
+      x.type = OpType::SyncXattrs;
+      x.path = path;
+      encodeXattrs(dir_xattrs, &x.data);
+      submit(root, std::move(x));
+    }
+    for (const auto& [rel, st] : others) {
+      Op op;
+      op.path = rel;
+      op.uid = st.st_uid;
+      op.gid = st.st_gid;
+      op.atime_sec = st.st_atim.tv_sec;
+      op.atime_nsec = st.st_atim.tv_nsec;
+      op.mtime_sec = st.st_mtim.tv_sec;
+      op.mtime_nsec = st.st_mtim.tv_nsec;
+      if (S_ISLNK(st.st_mode)) {
+        std::string target(static_cast<size_t>(std::max<off_t>(st.st_size, 0)) + 1, '\0');
+        ssize_t n = ::readlinkat(root_fd, rel.c_str(), target.data(), target.size());
+        if (n <= 0 || static_cast<size_t>(n) >= target.size()) {
+          continue;
+        }
+        target.resize(static_cast<size_t>(n));
+        op.type = OpType::SyncSymlink;
+        op.path2 = std::move(target);
+      } else {
+        op.type = OpType::SyncNode;
+        op.mode = st.st_mode;
+        op.rdev = st.st_rdev;
+      }
+      const XattrList x = readXattrs(root_fd, rel);
+      op.flags = x.empty() ? kSyncNoXattrs : 0;
+      submit(root, std::move(op));
+      if (!x.empty()) {
+        Op xop;
+        xop.type = OpType::SyncXattrs;
+        xop.path = rel;
+        encodeXattrs(x, &xop.data);
+        submit(root, std::move(xop));
+      }
+      ++entries_;
+    }
+  });
+  HALO_RETURN_IF_ERROR(status);
+  ++entries_;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    dirs_.emplace_back(root, path);
+  }
+  for (auto& [rel, linked] : files) {
+    enqueue([this, root, rel = rel, linked = linked] { syncFile(root, rel, linked); });
+  }
+  return okStatus();
+}
+
+bool Resyncer::linkToFirst(uint16_t root, const std::string& path, const struct stat& st) {
+  std::string first;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const auto key = std::make_pair(root, std::make_pair(st.st_dev, st.st_ino));
+    auto it = first_names_.find(key);
+    if (it == first_names_.end()) {
+      first_names_[key] = path;
+      return false;
+    }
+    first = it->second;
+    links_.push_back({root, first, path, st.st_dev, st.st_ino});
+  }
+  Op op;
+  op.type = OpType::SyncLink;
+  op.path = first;
+  op.path2 = path;
+  submit(root, std::move(op));
+  return true;
+}
+
+void Resyncer::syncFile(uint16_t root, const std::string& path, bool hard_linked) {
+  if (stop_) {
+    return;
+  }
+  FuseFs& fs = *roots_[root].fs;
+  const int root_fd = fs.rootFd();
+  // Hashing first, outside the lock: kept only if the inode saw no change meanwhile.
+  const bool whole = hintedMissing(root, path);
+  std::vector<BlockDigest> digests;
+  struct stat hashed {};
+  if (!whole) {
+    auto fd = openForReading(root_fd, path);
+    if (fd.ok() && ::fstat(fd->get(), &hashed) == 0 && S_ISREG(hashed.st_mode)) {
+      std::string buf(options_.block_size, '\0');
+      const std::string zeros(options_.block_size, '\0');
+      const BlockDigest zero_digest = blockDigest(zeros.data(), zeros.size());
+      for (uint64_t at = 0; at < static_cast<uint64_t>(hashed.st_size) && !stop_;
+           at += options_.block_size) {
+        if (at + options_.block_size <= static_cast<uint64_t>(hashed.st_size) &&
+            isHole(fd->get(), at, options_.block_size, hashed)) {
+          digests.push_back(zero_digest);  // a hole reads as zeroes: no need to read it
+          continue;
+        }
+        ssize_t n = readFully(fd->get(), buf.data(), buf.size(), at);
+        if (n < 0) {
+          break;
+        }
+        digests.push_back(blockDigest(buf.data(), static_cast<size_t>(n)));
+        bytes_hashed_ += static_cast<uint64_t>(n);
+        if (static_cast<size_t>(n) < buf.size()) {
+          break;
+        }
+      }
+    }
+  }
+  bool skipped = true;
+  uint64_t size = 0;
+  fs.ordered([&] {
+    struct stat st {};
+    if (::fstatat(root_fd, path.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) {
+      return;  // gone or replaced meanwhile: the live stream and the redo round cover it
+    }
+    // Another name of an inode already described: a link to it, its content comes with it.
+    if (hard_linked && st.st_nlink > 1 && linkToFirst(root, path, st)) {
+      return;
+    }
+    // Digests of blocks written since they were hashed can only make the secondary report a
+    // difference (it compares after applying those writes), never hide one: they stay valid
+    // for the same inode. Blocks the file grew by meanwhile are sent without comparing.
+    const bool valid = !whole && st.st_dev == hashed.st_dev && st.st_ino == hashed.st_ino;
+    const uint64_t blocks =
+        (static_cast<uint64_t>(st.st_size) + options_.block_size - 1) / options_.block_size;
+    if (valid && digests.size() > blocks) {
+      digests.resize(blocks);
+    }
+    const uint64_t compared_end =
+        std::min<uint64_t>(static_cast<uint64_t>(st.st_size), digests.size() * options_.block_size);
+    const XattrList x = readXattrs(root_fd, path);
+    Op op;
+    op.type = OpType::SyncFile;
+    op.path = path;
+    op.mode = st.st_mode;
+    op.uid = st.st_uid;
+    op.gid = st.st_gid;
+    op.length = static_cast<uint64_t>(st.st_size);
+    op.flags = (valid ? 0 : kSyncWholeFile) | (hard_linked ? kSyncHardLinked : 0) |
+               (x.empty() ? kSyncNoXattrs : 0);
+    std::vector<uint64_t> seqs;
+    uint64_t seq = submit(root, std::move(op));
+    if (seq == 0) {
+      return;
+    }
+    seqs.push_back(seq);
+    if (!x.empty()) {
+      Op xop;
+      xop.type = OpType::SyncXattrs;
+      xop.path = path;
+      encodeXattrs(x, &xop.data);
+      submit(root, std::move(xop));
+    }
+    for (size_t i = 0; valid && i < digests.size(); i += kDigestsPerRecord) {
+      Op v;
+      v.type = OpType::VerifyBlocks;
+      v.path = path;
+      v.offset = i * options_.block_size;
+      v.length = options_.block_size;
+      const size_t n = std::min(kDigestsPerRecord, digests.size() - i);
+      v.data.assign(reinterpret_cast<const char*>(digests[i].data()), n * sizeof(BlockDigest));
+      seq = submit(root, std::move(v));
+      if (seq == 0) {
+        return;
+      }
+      seqs.push_back(seq);
+    }
+    size = static_cast<uint64_t>(st.st_size);
+    skipped = false;
+    // Registered before the lock goes, so that no answer can come for an unknown record... and
+    // answers that raced ahead are kept in early_ until then.
+    std::lock_guard<std::mutex> lock(mutex_);
+    const uint64_t id = next_file_++;
+    PendingFile f;
+    f.root = root;
+    f.path = path;
+    f.size = size;
+    f.replies = static_cast<int>(seqs.size());
+    if (valid && compared_end < size) {
+      const uint64_t start = compared_end;
+      for (uint64_t at = start; at < size; at += kCopyChunk) {
+        ++f.copies;
+        const uint64_t n = std::min<uint64_t>(kCopyChunk, size - at);
+        tasks_.push_back([this, id, at, n] { copyRange(id, at, n); });
+      }
+    }
+    files_.emplace(id, std::move(f));
+    for (uint64_t s : seqs) {
+      by_seq_[s] = id;
+    }
+  });
+  work_cv_.notify_all();
+  if (skipped) {
+    files_done_ += 1;
+    return;
+  }
+  // Answers that arrived while the records were being registered.
+  std::vector<NeedRanges> early;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (auto it = early_.begin(); it != early_.end();) {
+      if (by_seq_.count(it->seq) != 0) {
+        early.push_back(std::move(*it));
+        it = early_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (const auto& n : early) {
+    onNeed(n);
+  }
+}
+
+void Resyncer::onNeed(const NeedRanges& need) {
+  uint64_t id = 0;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = by_seq_.find(need.seq);
+    if (it == by_seq_.end()) {
+      early_.push_back(need);  // its file is being registered right now
+      return;
+    }
+    id = it->second;
+    by_seq_.erase(it);
+    auto f = files_.find(id);
+    if (f == files_.end()) {
+      return;
+    }
+    for (const auto& [offset, length] : need.ranges) {
+      for (uint64_t at = offset; at < offset + length; at += kCopyChunk) {
+        ++f->second.copies;
+        const uint64_t n = std::min<uint64_t>(kCopyChunk, offset + length - at);
+        tasks_.push_back([this, id, at, n] { copyRange(id, at, n); });
+      }
+    }
+  }
+  work_cv_.notify_all();
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto f = files_.find(id);
+    if (f != files_.end()) {
+      --f->second.replies;
+    }
+  }
+  fileStep(id);
+}
+
+void Resyncer::copyRange(uint64_t file_id, uint64_t offset, uint64_t length) {
+  uint16_t root = 0;
+  std::string path;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto f = files_.find(file_id);
+    if (f == files_.end()) {
+      return;
+    }
+    root = f->second.root;
+    path = f->second.path;
+  }
+  FuseFs& fs = *roots_[root].fs;
+  const int root_fd = fs.rootFd();
+  std::string data(length, '\0');
+  ssize_t got = -1;
+  bool hole = false;
+  struct stat read_st {};
+  const uint64_t before = hub_.lastSeq();
+  if (auto fd = openForReading(root_fd, path); fd.ok() && ::fstat(fd->get(), &read_st) == 0) {
+    hole = isHole(fd->get(), offset, length, read_st);
+    if (!hole) {
+      throttle(length);
+      got = readFully(fd->get(), data.data(), data.size(), offset);
+    }
+  }
+  fs.ordered([&] {
+    struct stat st {};
+    if (::fstatat(root_fd, path.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) {
+      return;  // gone: the live stream removed it on the secondary too
+    }
+    if ((got < 0 && !hole) || st.st_ino != read_st.st_ino || st.st_dev != read_st.st_dev ||
+        fs.lastDataChange(st.st_dev, st.st_ino) > before) {
+      // Changed while being read: read it again, now that nothing can change it.
+      auto fd = openForReading(root_fd, path);
+      hole = fd.ok() && isHole(fd->get(), offset, length, st);
+      got = fd.ok() && !hole ? readFully(fd->get(), data.data(), data.size(), offset) : -1;
+    }
+    Op op;
+    op.path = path;
+    op.offset = offset;
+    if (hole) {
+      // A hole of a sparse file: zeroes on the secondary too, without sending them.
+      op.type = OpType::Fallocate;
+      op.flags = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
+      op.length = length;
+      submit(root, std::move(op));
+      return;
+    }
+    if (got <= 0) {
+      return;  // beyond the end now: a live truncate said it
+    }
+    op.type = OpType::Write;
+    op.data = data.substr(0, static_cast<size_t>(got));
+    if (submit(root, std::move(op)) != 0) {
+      bytes_copied_ += static_cast<uint64_t>(got);
+    }
+  });
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto f = files_.find(file_id);
+    if (f != files_.end()) {
+      --f->second.copies;
+    }
+  }
+  fileStep(file_id);
+}
+
+void Resyncer::fileStep(uint64_t file_id) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto f = files_.find(file_id);
+    if (f == files_.end() || f->second.replies > 0 || f->second.copies > 0) {
+      return;
+    }
+  }
+  finishFile(file_id);
+}
+
+void Resyncer::finishFile(uint64_t file_id) {
+  PendingFile f;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = files_.find(file_id);
+    if (it == files_.end()) {
+      return;
+    }
+    f = std::move(it->second);
+    files_.erase(it);
+  }
+  FuseFs& fs = *roots_[f.root].fs;
+  fs.ordered([&] {
+    struct stat st {};
+    if (::fstatat(fs.rootFd(), f.path.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+        S_ISREG(st.st_mode)) {
+      // The copies gave the secondary's file new times.
+      submit(f.root, timesOp(f.root, f.path, st));
+    }
+  });
+  files_done_ += 1;
+  bytes_done_ += f.size;
+  idle_cv_.notify_all();
+}
+
+Status Resyncer::linksAndTimes() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    phase_ = "links";
+  }
+  // The links made during the walk got their content through the first name. If that name went
+  // away meanwhile (unlinked, so no redo), the content is checked through the other name.
+  std::vector<LinkLater> links;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    links.swap(links_);
+  }
+  for (const auto& l : links) {
+    FuseFs& fs = *roots_[l.root].fs;
+    bool again = false;
+    fs.ordered([&] {
+      struct stat a {};
+      struct stat b {};
+      const bool first = ::fstatat(fs.rootFd(), l.first.c_str(), &a, AT_SYMLINK_NOFOLLOW) == 0 &&
+                         a.st_dev == l.dev && a.st_ino == l.ino;
+      const bool second = ::fstatat(fs.rootFd(), l.second.c_str(), &b, AT_SYMLINK_NOFOLLOW) == 0 &&
+                          b.st_dev == l.dev && b.st_ino == l.ino;
+      again = !first && second;
+    });
+    if (again) {
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        first_names_.erase(std::make_pair(l.root, std::make_pair(l.dev, l.ino)));
+      }
+      enqueue([this, l] { syncFile(l.root, l.second, true); });
+    }
+  }
+  if (!waitIdle()) {
+    return okStatus();
+  }
+  // Directory times last, deepest first: creating entries in them changed the secondary's.
+  std::vector<std::pair<uint16_t, std::string>> dirs;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    dirs.swap(dirs_);
+  }
+  for (auto it = dirs.rbegin(); it != dirs.rend() && !stop_; ++it) {
+    FuseFs& fs = *roots_[it->first].fs;
+    fs.ordered([&] {
+      struct stat st {};
+      if (::fstatat(fs.rootFd(), it->second.empty() ? "." : it->second.c_str(), &st,
+                    AT_SYMLINK_NOFOLLOW) == 0 &&
+          S_ISDIR(st.st_mode)) {
+        submit(it->first, timesOp(it->first, it->second, st));
+      }
+    });
+  }
+  return okStatus();
+}
+
+}  // namespace halo::rfs

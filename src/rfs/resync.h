@@ -1,0 +1,181 @@
+#pragma once
+// Resyncer: the primary's side of a full reintegration (DESIGN 6.4) while the application keeps
+// writing through the FUSE mounts.
+//
+// Live operations and the reintegration share the session's one ordered stream. The walk goes
+// through each tree top-down; each path's state is read under the file system's ordering lock
+// and described by a Sync* record submitted under that same lock, so the record sits exactly
+// where that state holds in the stream: the secondary makes its copy match at that point, and
+// every later live operation applies to the same state on both sides.
+//
+// Content: a file's block digests (XXH3-128 per block) are computed outside the lock and sent
+// under it; the secondary compares them with its blocks at that place in the stream, after every
+// write that came before, and answers with the ranges that differ (NeedRanges). A block written
+// while it was hashed can only look different (the secondary holds the new bytes, the digest is
+// of the old ones): nothing is declared equal that is not. Copies are read outside the lock and
+// submitted under it only if no data change reached the inode since the read began
+// (FuseFs::lastDataChange), else read again under the lock: a copy never overwrites newer data.
+//
+// Renames during the walk may carry a path not yet walked into a part already walked: rename and
+// link destinations are noted (observe()) and walked again once the walk is over, until a round
+// notes none. Hard links are recreated at the end, when every file exists on the secondary.
+// Files the secondary lacks (its hints, sent at the start of the session) are sent whole
+// without hashing.
+//
+// Thread-safety: onNeed/observe from any thread; the rest from the owner.
+
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "base/time_source.h"
+#include "rfs/applier.h"
+#include "rfs/fuse_fs.h"
+#include "rfs/hub.h"
+#include "rfs/tree_diff.h"
+
+namespace halo::rfs {
+
+struct ResyncRoot {
+  FuseFs* fs = nullptr;
+  std::function<bool(std::string_view)> replicated;  // null: everything
+};
+
+struct ResyncOptions {
+  unsigned threads = 6;              // <rfs nbrei>
+  uint64_t block_size = 128 * 1024;  // comparison granularity
+  uint64_t bandwidth_kib_per_s = 0;  // <rfs reiallowedbw>, 0: unlimited
+  int max_redo_rounds = 50;
+  Millis progress_every{5000};
+};
+
+struct ResyncProgress {
+  std::string phase;         // counting, walking, renamed, links, finishing, done
+  uint64_t files_total = 0;  // regular files to reintegrate (from the count at the start)
+  uint64_t files_done = 0;
+  uint64_t bytes_total = 0;   // their bytes
+  uint64_t bytes_done = 0;    // bytes of the files done
+  uint64_t bytes_copied = 0;  // data actually sent
+  uint64_t bytes_hashed = 0;
+  uint64_t entries = 0;  // directories, symlinks and special files described
+  double seconds = 0;
+  double rate = 0;               // bytes_done per second
+  double eta_seconds = -1;       // -1: unknown
+  std::string describe() const;  // "1200/5000 files, 1.2/4.6 GiB, 310 MB/s, ETA 11 s"
+};
+
+class Resyncer {
+ public:
+  struct Events {
+    std::function<void(const ResyncProgress&)> progress;
+    // Once: the marker is acknowledged (ok), or the reintegration failed.
+    std::function<void(bool ok, const std::string& detail)> done;
+  };
+  Resyncer(std::vector<ResyncRoot> roots, Hub& hub, const StreamSender* session,
+           ResyncOptions options, TimeSource& time, Events events);
+  ~Resyncer();  // stops and joins
+
+  // What the secondary has (a manifest without digests), before start().
+  void setHint(uint16_t root, const Manifest& hint);
+  void start();
+  void onNeed(const NeedRanges& need);
+  // Every operation the hub submits while the reintegration runs (renames, links).
+  void observe(const Op& op);
+  ResyncProgress progress() const;
+
+ private:
+  struct HintEntry {
+    mode_t type = 0;
+    uint64_t size = 0;
+  };
+  struct PendingFile {
+    uint16_t root = 0;
+    std::string path;
+    uint64_t size = 0;
+    int replies = 0;  // answers still expected
+    int copies = 0;   // copy tasks still queued or running
+    bool failed = false;
+  };
+  struct LinkLater {
+    uint16_t root;
+    std::string first;
+    std::string second;
+    dev_t dev;
+    ino_t ino;
+  };
+
+  void run();
+  Status count();
+  Status walkRoot(uint16_t root, const std::string& top);
+  // Describes `path` and its entries; with `only`, of the entries just that one (a redo).
+  Status walkDir(uint16_t root, const std::string& path, std::vector<std::string>* subdirs,
+                 const std::string& only = "");
+  // Under the ordering lock: a SyncLink when (dev, ino) was described under another name.
+  bool linkToFirst(uint16_t root, const std::string& path, const struct stat& st);
+  void syncFile(uint16_t root, const std::string& path, bool hard_linked);
+  void copyRange(uint64_t file_id, uint64_t offset, uint64_t length);
+  void fileStep(uint64_t file_id);  // a reply or a copy finished: maybe finish the file
+  void finishFile(uint64_t file_id);
+  Status linksAndTimes();
+  uint64_t submit(uint16_t root, Op op);
+  void enqueue(std::function<void()> task);
+  void worker();
+  bool waitIdle();  // false when stopped
+  void fail(const std::string& why);
+  void throttle(uint64_t bytes);
+  void maybeReport();
+  bool hintedMissing(uint16_t root, const std::string& path) const;
+
+  std::vector<ResyncRoot> roots_;
+  Hub& hub_;
+  const StreamSender* const session_;
+  const ResyncOptions options_;
+  TimeSource& time_;
+  Events events_;
+  MonotonicTime started_;
+
+  std::vector<std::unordered_map<std::string, HintEntry>> hints_;
+  std::atomic<bool> stop_{false};
+  std::atomic<uint64_t> files_done_{0};
+  std::atomic<uint64_t> bytes_done_{0};
+  std::atomic<uint64_t> bytes_copied_{0};
+  std::atomic<uint64_t> bytes_hashed_{0};
+  std::atomic<uint64_t> entries_{0};
+
+  mutable std::mutex mutex_;
+  std::condition_variable work_cv_;                // workers wait for tasks
+  std::condition_variable idle_cv_;                // the coordinator waits for quiet
+  std::deque<std::function<void()>> tasks_;        // guarded by mutex_
+  int running_ = 0;                                // tasks running; mutex_
+  std::map<uint64_t, PendingFile> files_;          // by id; mutex_
+  std::unordered_map<uint64_t, uint64_t> by_seq_;  // record awaiting its answer -> file id
+  std::vector<NeedRanges> early_;            // answers that came before their file was registered
+  uint64_t next_file_ = 1;                   // mutex_
+  std::vector<std::set<std::string>> redo_;  // rename/link destinations; mutex_
+  std::vector<LinkLater> links_;             // mutex_
+  std::map<std::pair<uint16_t, std::pair<dev_t, ino_t>>, std::string> first_names_;  // mutex_
+  std::vector<std::pair<uint16_t, std::string>> dirs_;  // walked directories, for their times
+  std::string failure_;                                 // mutex_
+  std::string phase_ = "counting";                      // mutex_
+  uint64_t files_total_ = 0;
+  uint64_t bytes_total_ = 0;
+  MonotonicTime last_report_;
+  MonotonicTime throttle_start_;
+  uint64_t throttled_bytes_ = 0;  // mutex_
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace halo::rfs

@@ -1,0 +1,221 @@
+#include <sys/mount.h>
+
+#include <random>
+
+#include "rfs/service.h"
+#include "rfs/service_util.h"
+
+namespace halo::rfs {
+
+namespace {
+constexpr Millis kRetryEvery{200};
+}  // namespace
+
+Result<std::unique_ptr<SecondaryService>> SecondaryService::start(ServiceOptions options,
+                                                                  TimeSource& time,
+                                                                  EventSink events) {
+  std::unique_ptr<SecondaryService> s(
+      new SecondaryService(std::move(options), time, std::move(events)));
+  HALO_RETURN_IF_ERROR(s->begin());
+  return s;
+}
+
+SecondaryService::SecondaryService(ServiceOptions options, TimeSource& time, EventSink events)
+    : options_(std::move(options)), time_(time), events_(std::move(events)) {}
+
+SecondaryService::~SecondaryService() {
+  stopping_ = true;
+  if (thread_.joinable()) {
+    thread_.join();
+  }
+  listener_.reset();
+  receiver_.reset();
+  std::vector<std::thread> manifests;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    manifests.swap(manifest_threads_);
+  }
+  for (auto& t : manifests) {
+    t.join();
+  }
+  for (const auto& dir : bind_mounts_) {
+    ::umount2(dir.c_str(), MNT_DETACH);
+  }
+}
+
+Status SecondaryService::begin() {
+  for (size_t i = 0; i < options_.dirs.size(); ++i) {
+    const ReplicatedDir& d = options_.dirs[i];
+    if (::mkdir(d.dir.c_str(), 0755) == 0) {
+      events_({"log", "Created the replicated directory " + d.dir, 'I'});
+    }
+    ApplierOptions ao;
+    ao.sync_on_fsync = options_.sync_on_fsync;
+    ao.root = static_cast<uint16_t>(i);
+    ao.replicated = d.replicated;
+    auto a = Applier::open(d.dir, ao);
+    if (!a.ok()) {
+      return a.status();
+    }
+    (*a)->setTolerant(true);  // every session starts with a reintegration
+    appliers_.push_back(std::move(*a));
+  }
+  // After the appliers hold their descriptors: they write beneath the read-only bind mount.
+  for (const auto& d : options_.dirs) {
+    if (!d.read_only) {
+      continue;
+    }
+    if (::mount(d.dir.c_str(), d.dir.c_str(), nullptr, MS_BIND, nullptr) != 0) {
+      return errnoStatus("bind mount " + d.dir, errno);
+    }
+    bind_mounts_.push_back(d.dir);
+    if (::mount(nullptr, d.dir.c_str(), nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY, nullptr) != 0) {
+      return errnoStatus("read-only remount " + d.dir, errno);
+    }
+  }
+  auto listener =
+      LinkListener::listen(options_.local_addr, options_.port, options_.peer_addr, options_.link,
+                           [this](AcceptedConnection& c) -> std::optional<std::string> {
+                             if (c.hello.kind != SessionKind::Manifest) {
+                               return "this node is the secondary: it replicates from its peer";
+                             }
+                             std::lock_guard<std::mutex> lock(mutex_);
+                             manifest_threads_.emplace_back([this, roots = rootFds(),
+                                                             ch = std::move(c.channel)]() mutable {
+                               serveManifests(std::move(ch), roots, options_.dirs, options_.link);
+                             });
+                             return std::nullopt;
+                           });
+  if (!listener.ok()) {
+    return listener.status();
+  }
+  listener_ = std::move(*listener);
+  thread_ = std::thread([this] { connect(); });
+  return okStatus();
+}
+
+std::vector<int> SecondaryService::rootFds() const {
+  std::vector<int> out;
+  for (const auto& a : appliers_) {
+    out.push_back(a->rootFd());
+  }
+  return out;
+}
+
+void SecondaryService::connect() {
+  Hello hello;
+  hello.kind = SessionKind::Replicate;
+  hello.module_id = options_.link.module_id;
+  hello.session = std::random_device{}() | (uint64_t{std::random_device{}()} << 32);
+  hello.count = static_cast<uint8_t>(std::max(1u, std::min(options_.connections, 32u)));
+  hello.flags = options_.full ? kHelloFull : 0;
+  const auto deadline = time_.monotonicTime() + options_.connect_for;
+  Result<ConnectedSession> s = unavailable("not tried");
+  while (!stopping_) {
+    s = connectSession(options_.local_addr, options_.peer_addr, options_.port, hello,
+                       options_.link);
+    if (s.ok() || time_.monotonicTime() >= deadline) {
+      break;
+    }
+    std::this_thread::sleep_for(kRetryEvery);
+    hello.session += 1;  // a fresh session: the primary drops the unfinished one
+  }
+  if (stopping_) {
+    return;
+  }
+  if (!s.ok()) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      state_ = "ended";
+      end_reason_ = s.status().message();
+    }
+    events_(
+        {"lost", "Cannot reach the primary's replication process: " + s.status().message(), 'E'});
+    return;
+  }
+  const size_t count = s->channels.size();
+  const std::string kind = s->channels.front()->kind();
+  std::vector<Applier*> appliers;
+  for (auto& a : appliers_) {
+    appliers.push_back(a.get());
+  }
+  StreamReceiver::Events ev;
+  ev.resynced = [this] {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      state_ = "synced";
+    }
+    uint64_t tolerated = 0;
+    for (const auto& a : appliers_) {
+      tolerated += a->tolerated();
+    }
+    events_({"synced",
+             "Reintegration ended (synchronize)" +
+                 (tolerated > 0
+                      ? ", " + std::to_string(tolerated) + " live operations made redundant by it"
+                      : std::string()),
+             'I'});
+  };
+  ev.progress = [this](const std::string& text) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    progress_ = text;
+  };
+  ev.ended = [this](const std::string& why) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      state_ = "ended";
+      end_reason_ = why;
+    }
+    events_({"lost", "Replication link lost: " + why, 'E'});
+  };
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    state_ = "reintegrating";
+  }
+  receiver_ = StreamReceiver::start(std::move(s->channels), s->first_seq, std::move(appliers),
+                                    options_.link, std::move(ev));
+  events_({"connected",
+           "Connected to the primary (" + std::to_string(count) + " " + kind + " connection" +
+               (count > 1 ? "s" : "") + "): reintegration",
+           'I'});
+  // What this node holds, so that the primary sends missing files without comparing them.
+  for (size_t i = 0; i < appliers_.size() && !stopping_; ++i) {
+    WalkOptions o;
+    o.block_digests = false;
+    o.include = options_.dirs[i].replicated;
+    auto walk = walkTree("/proc/self/fd/" + std::to_string(appliers_[i]->rootFd()), o);
+    Manifest empty;
+    const std::string bytes = encodeManifest(walk.ok() ? walk->manifest : empty);
+    if (!receiver_->sendFrame(FrameType::Hint, encodeRooted(static_cast<uint16_t>(i), bytes))) {
+      return;
+    }
+  }
+  receiver_->sendFrame(FrameType::HintsDone, "");
+}
+
+nlohmann::json SecondaryService::status() const {
+  nlohmann::json j = {{"role", "secondary"}};
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    j["state"] = state_;
+    if (!progress_.empty()) {
+      j["reintegration"] = {{"text", progress_}};
+    }
+    if (!end_reason_.empty()) {
+      j["end_reason"] = end_reason_;
+    }
+  }
+  uint64_t tolerated = 0;
+  for (const auto& a : appliers_) {
+    tolerated += a->tolerated();
+  }
+  j["tolerated"] = tolerated;
+  nlohmann::json dirs = nlohmann::json::array();
+  for (const auto& d : options_.dirs) {
+    dirs.push_back(d.dir);
+  }
+  j["dirs"] = dirs;
+  return j;
+}
+
+}  // namespace halo::rfs

@@ -1,0 +1,161 @@
+#pragma once
+// The two roles of a module's replication process (halo-rfs, DESIGN 2 and 6):
+//
+// PrimaryService: mounts the FUSE interception over every replicated directory, all feeding one
+// Hub; listens for the secondary on the replication lan; when it connects, starts a session and
+// reintegrates it (Resyncer) while the application writes; reports what happens as events.
+//
+// SecondaryService: applies what the primary sends to the real directories (read-only bind
+// mounts over them with mode="read_only"); connects to the primary once, sends its hints and
+// follows the reintegration, then the live stream, until the link ends.
+//
+// Both serve manifest sessions (rfsverify) to the peer and answer status().
+//
+// Thread-safety: events come on the services' threads; status() and the rest from any thread.
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "base/status.h"
+#include "base/time_source.h"
+#include "rfs/applier.h"
+#include "rfs/fuse_fs.h"
+#include "rfs/hub.h"
+#include "rfs/resync.h"
+#include "rfs/stream_link.h"
+#include "rfs/tree_diff.h"
+
+namespace halo::rfs {
+
+struct ReplicatedDir {
+  std::string dir;                                   // absolute
+  std::function<bool(std::string_view)> replicated;  // <notreplicated>; null: everything
+  std::vector<std::string> tocheck;                  // must exist before replicating
+  bool read_only = false;                            // secondary: read-only bind mount
+};
+
+struct ServiceOptions {
+  std::vector<ReplicatedDir> dirs;
+  LinkOptions link;
+  std::string local_addr;  // this node's address on the replication lan
+  std::string peer_addr;
+  int port = 0;
+  Millis lock_timeout{100000};
+  ResyncOptions resync;
+  unsigned fuse_threads = 8;
+  // Secondary only.
+  bool sync_on_fsync = false;  // async="none"
+  unsigned connections = 1;    // nbremconn
+  bool full = false;           // a full reintegration was asked (fullsync)
+  Millis connect_for{10000};   // how long it tries to reach the primary
+};
+
+struct ServiceEvent {
+  // log (with level I, E or C), connected, synced, progress, lost, fence_expired
+  std::string kind;
+  std::string message;
+  char level = 'I';
+};
+using EventSink = std::function<void(const ServiceEvent&)>;
+
+class PrimaryService {
+ public:
+  static Result<std::unique_ptr<PrimaryService>> start(ServiceOptions options, TimeSource& time,
+                                                       EventSink events);
+  ~PrimaryService();
+  // Ends the session and unmounts every directory (waiting for files still open, bounded).
+  Status stop();
+  void unfence();
+  nlohmann::json status() const;
+  std::vector<int> rootFds() const;
+
+ private:
+  PrimaryService(ServiceOptions options, TimeSource& time, EventSink events);
+  Status begin();
+  void post(std::function<void()> task);
+  void loop();
+  std::optional<std::string> onConnection(AcceptedConnection& c);
+  void startSession(std::vector<std::unique_ptr<Channel>> channels);
+  void sample();
+
+  ServiceOptions options_;
+  TimeSource& time_;
+  EventSink events_;
+  std::unique_ptr<Hub> hub_;
+  std::vector<std::unique_ptr<FuseFs>> mounts_;
+  std::unique_ptr<LinkListener> listener_;
+
+  mutable std::mutex mutex_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> tasks_;  // guarded by mutex_
+  bool stopping_ = false;                    // guarded by mutex_
+  struct Gathering {
+    std::vector<std::unique_ptr<Channel>> channels;
+    MonotonicTime since;
+  };
+  std::map<uint64_t, Gathering> gathering_;  // sessions whose connections are arriving; mutex_
+  std::shared_ptr<Resyncer> resyncer_;       // the current session's; mutex_
+  uint64_t generation_ = 0;                  // of the current session; mutex_
+  ResyncProgress last_progress_;             // mutex_
+  bool resync_done_ = false;                 // mutex_
+  double rep_kib_s_ = 0;                     // mutex_
+  double rei_kib_s_ = 0;                     // mutex_
+  uint64_t last_sent_ = 0;
+  uint64_t last_copied_ = 0;
+  MonotonicTime last_sample_;
+  std::vector<std::thread> manifest_threads_;  // mutex_
+  std::thread thread_;
+};
+
+class SecondaryService {
+ public:
+  static Result<std::unique_ptr<SecondaryService>> start(ServiceOptions options, TimeSource& time,
+                                                         EventSink events);
+  ~SecondaryService();
+  nlohmann::json status() const;
+  std::vector<int> rootFds() const;
+
+ private:
+  SecondaryService(ServiceOptions options, TimeSource& time, EventSink events);
+  Status begin();
+  void connect();
+
+  ServiceOptions options_;
+  TimeSource& time_;
+  EventSink events_;
+  std::vector<std::unique_ptr<Applier>> appliers_;
+  std::vector<std::string> bind_mounts_;
+  std::unique_ptr<LinkListener> listener_;
+  std::unique_ptr<StreamReceiver> receiver_;
+  std::atomic<bool> stopping_{false};
+
+  mutable std::mutex mutex_;
+  std::string state_ = "connecting";           // connecting, reintegrating, synced, ended; mutex_
+  std::string progress_;                       // mutex_
+  std::string end_reason_;                     // mutex_
+  std::vector<std::thread> manifest_threads_;  // mutex_
+  std::thread thread_;
+};
+
+// rfsverify: the peer's manifests (a manifest session), compared with walks of `local_roots`
+// (descriptors of the real directories). Differences per directory index.
+struct VerifyReport {
+  std::vector<std::pair<uint16_t, DiffEntry>> differences;
+  uint64_t entries = 0;       // compared objects
+  uint64_t bytes_hashed = 0;  // locally
+};
+Result<VerifyReport> verifyWithPeer(const std::vector<int>& local_roots,
+                                    const std::vector<ReplicatedDir>& dirs,
+                                    const std::string& local_addr, const std::string& peer_addr,
+                                    int port, const LinkOptions& link);
+
+}  // namespace halo::rfs
