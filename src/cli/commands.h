@@ -25,7 +25,10 @@ int clusterConfcheck(Cli& cli, const std::string& file);
 int clusterState(Cli& cli);
 
 // verb: start, prim, second or primforce (the last three: mirror modules only).
-int controlStart(Cli& cli, const std::string& verb = "start");
+// fullsync: "fullsync" makes the next reintegration send every file whole.
+int controlStart(Cli& cli, const std::string& verb = "start", const std::string& fullsync = "");
+// halo rfsverify: both trees compared by the replication process; exit 1 when they differ.
+int rfsVerify(Cli& cli);
 // stop, restart, stopstart, forcestop: sent to the module's runtime.
 int controlCommand(Cli& cli, const std::string& verb);
 int controlShutdown(Cli& cli);

@@ -97,7 +97,7 @@ int waitFor(Cli& cli, const std::string& kind, const std::string& target,
 
 }  // namespace
 
-int controlStart(Cli& cli, const std::string& verb) {
+int controlStart(Cli& cli, const std::string& verb, const std::string& fullsync) {
   Status s = cli.requireModule();
   if (!s.ok()) {
     return cli.fail(s);
@@ -116,6 +116,13 @@ int controlStart(Cli& cli, const std::string& verb) {
   if (st.runtime_alive) {
     return cli.fail("module " + cli.module + " is already started (" + st.state.describe() +
                     "); use halo restart or halo stopstart");
+  }
+  if (!fullsync.empty()) {
+    // One-shot and persistent: the replication of the next role change reads and removes it.
+    s = sys::writeFileAtomic(cli.paths.moduleVarDir(cli.module) + "/fullsync", "1\n");
+    if (!s.ok()) {
+      return cli.fail(s);
+    }
   }
   nlohmann::json params = nlohmann::json::object();
   if (verb != "start") {

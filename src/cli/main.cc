@@ -133,9 +133,20 @@ int main(int argc, char** argv) {
                                             "be replaced)"
                                           : "Start as primary even with data left inconsistent "
                                             "by an interrupted reintegration";
-    CLI::App* sub = verb(&app, v, help, true, [&cli, name] { return controlStart(cli, name); });
+    auto full = std::make_shared<std::string>();
+    CLI::App* sub = verb(&app, v, help, true,
+                         [&cli, name, full] { return controlStart(cli, name, *full); });
     with_module(sub);
+    if (name != "primforce") {
+      sub->add_option("fullsync", *full,
+                      "fullsync: the next reintegration sends every file whole, without "
+                      "comparing (replicated directories)")
+          ->check(CLI::IsMember({"fullsync"}));
+    }
   }
+  with_module(verb(&app, "rfsverify",
+                   "Compare the replicated directories of both nodes and list the differences",
+                   false, [&] { return rfsVerify(cli); }));
   for (const char* v : {"stop", "restart", "stopstart", "forcestop", "swap"}) {
     const std::string name = v;
     const char* help = name == "stop"        ? "Stop the module"

@@ -22,6 +22,9 @@ Environment processEnvironment() {
     }
     env.emplace(std::string(entry.substr(0, eq)), std::string(entry.substr(eq + 1)));
   }
+  // Every path derives from HALO_ROOT (DESIGN 2): "%HALO_ROOT%/data" means /data on a server
+  // where it is not set.
+  env.emplace("HALO_ROOT", "");
   return env;
 }
 

@@ -16,6 +16,7 @@ namespace halo::config {
 using Environment = std::map<std::string, std::string>;
 
 // A copy of the process environment (environ).
+// The process environment; HALO_ROOT is always defined (empty when unset: the root is /).
 Environment processEnvironment();
 
 // True for a macro, variable or environment name: [A-Za-z_][A-Za-z0-9_]*.

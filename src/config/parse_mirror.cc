@@ -79,6 +79,10 @@ Status parseReplicated(const ModuleParse& p, pugi::xml_node n, ReplicatedConfig*
   out->line = r.line();
   HALO_RETURN_IF_ERROR(r.checkAttributes({"dir", "mode"}));
   HALO_RETURN_IF_ERROR(r.readRequired("dir", &out->dir));
+  // "%HALO_ROOT%/data" with HALO_ROOT "/" gives "//data": the same directory.
+  while (out->dir.size() > 1 && out->dir.rfind("//", 0) == 0) {
+    out->dir.erase(0, 1);
+  }
   if (!isCleanAbsolutePath(out->dir)) {
     return r.invalidValue("dir", out->dir,
                           "an absolute directory path other than /, without '.', '..' or a "

@@ -55,8 +55,6 @@ void addChecker(std::vector<Rule>* out, const std::string& prefix, const std::st
 }
 
 void addReplicationRules(const config::ModuleConfig& config, std::vector<Rule>* out) {
-  const ExprPtr local_not_uptodate =
-      makeCompare(named("rfs", "uptodate"), CompareOp::Eq, ResourceState::Down);
   if (config.rfs->syncdelta.count() > 0) {
     // Reference 2.4: a node alone after a double outage may use data synced within syncdelta.
     ExprPtr cond =
@@ -64,17 +62,15 @@ void addReplicationRules(const config::ModuleConfig& config, std::vector<Rule>* 
                                             ResourceState::Down),
                                 makeCluster(CompareOp::Eq, ResourceState::Down)),
                         makeCompare(named("rfs", "synced"), CompareOp::Eq, ResourceState::Up)),
-                local_not_uptodate);
+                makeCompare(named("rfs", "uptodate"), CompareOp::Eq, ResourceState::Down));
     Rule r = rule("rfs_forceuptodate", std::move(cond), ActionKind::Assign, RuleOwner::Rfs);
     r.action.assignment = Assignment{named("rfs", "uptodate"), ResourceState::Up};
     out->push_back(std::move(r));
   }
-  // Without up-to-date data, run only once the peer is known to hold up-to-date data.
-  out->push_back(
-      rule("rfs_notuptodate_server",
-           makeAnd(local_not_uptodate, makeCompare(named("rfs", "uptodate", Side::Remote),
-                                                   CompareOp::Ne, ResourceState::Up)),
-           ActionKind::Wait, RuleOwner::Rfs));
+  // No rfs_notuptodate_server rule: whether this node's data may run the application is the
+  // mirror machine's decision (data generations, DESIGN 5.4), which logs the reference's
+  // "Action wait from failover rule rfs_notuptodate_server" itself. A rule reading resources
+  // would also hold a joining secondary before the primary's heartbeats told it anything.
   // The primary stopped replicating (reference 2.2, nfsbox failure): this node's copy goes stale.
   out->push_back(
       rule("degraded_server",

@@ -76,8 +76,6 @@ TEST(BuiltinRules, MirrorWithEveryChecker) {
   // intf and ip checkers, a splitbrain checker and rfs without syncdelta.
   EXPECT_EQ(formatted(builtinRules(loadFile("all_checkers.xml"))),
             (std::vector<std::string>{
-                "rfs_notuptodate_server: if (rfs.uptodate == down && remote.rfs.uptodate != up) "
-                "then wait();",
                 "degraded_server: if (remote.rfs.degraded == up) then wait();",
                 "splitbrain_failure: if (splitbrain.uptodate == down) then wait();",
                 "interface_failure: if (intf.? == down) then wait();",
@@ -91,15 +89,14 @@ TEST(BuiltinRules, MirrorWithEveryChecker) {
 
 TEST(BuiltinRules, MirrorWithSyncdelta) {
   std::vector<Rule> rules = builtinRules(loadFile("mirror_kvm.xml"));
-  ASSERT_EQ(rules.size(), 4u);
+  ASSERT_EQ(rules.size(), 3u);
   EXPECT_EQ(formatRule(rules[0]),
             "rfs_forceuptodate: if (heartbeat.* == down && cluster() == down && rfs.synced == up "
             "&& rfs.uptodate == down) then rfs.uptodate=up;");
   EXPECT_EQ(rules[0].owner, RuleOwner::Rfs);
   EXPECT_EQ(rules[0].action.kind, ActionKind::Assign);
-  EXPECT_EQ(rules[1].label, "rfs_notuptodate_server");
-  EXPECT_EQ(rules[2].label, "degraded_server");
-  EXPECT_EQ(formatRule(rules[3]), "c_vmcheck: if (custom.vmcheck == down) then restart();");
+  EXPECT_EQ(rules[1].label, "degraded_server");
+  EXPECT_EQ(formatRule(rules[2]), "c_vmcheck: if (custom.vmcheck == down) then restart();");
 }
 
 TEST(BuiltinRules, FarmVipChecks) {
@@ -118,8 +115,8 @@ TEST(ModuleRules, UserBlocksAndLuaDisable) {
   for (const Rule& rule : r->rules) {
     labels.push_back(rule.label);
   }
-  EXPECT_EQ(labels, (std::vector<std::string>{"rfs_notuptodate_server", "degraded_server",
-                                              "interface_failure", "t_pg", "pg_down"}));
+  EXPECT_EQ(labels, (std::vector<std::string>{"degraded_server", "interface_failure", "t_pg",
+                                              "pg_down"}));
   EXPECT_EQ(r->rules.back().owner, RuleOwner::User);
   EXPECT_EQ(r->rules.back().line, 41);
   EXPECT_EQ(r->rules.back().column, 1);
@@ -180,11 +177,11 @@ TEST(ModuleRules, ReplicationRulesAreProtected) {
             m.file +
                 ":31:16: rule 'degraded_server' is a replication rule, which cannot be "
                 "disabled (expected another label)");
-  m.failover->blocks = {{"rfs_notuptodate_server: if (rfs.uptodate == up) then wait();", 30}};
+  m.failover->blocks = {{"degraded_server: if (rfs.uptodate == up) then wait();", 30}};
   r = moduleRules(m);
   EXPECT_EQ(r.status().message(),
             m.file +
-                ":30:1: rule label 'rfs_notuptodate_server' is a replication rule, which "
+                ":30:1: rule label 'degraded_server' is a replication rule, which "
                 "cannot be replaced (expected another label)");
 }
 

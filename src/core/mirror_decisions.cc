@@ -104,7 +104,14 @@ void MirrorMachine::peerGone(bool by_timeout) {
 
 void MirrorMachine::evaluate() {
   if (witness_pending_ || state_.main == MainState::Stop) {
+    replication_lost_ = false;
     return;
+  }
+  if (replication_lost_) {
+    applyReplicationLost();
+    if (!queue_.empty()) {
+      return;
+    }
   }
   const bool alive = peer_alive_ && peer_.has_value();
   const MainState pm = alive ? peer_->state.main : MainState::Stop;

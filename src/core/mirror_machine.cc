@@ -102,6 +102,9 @@ std::string describeAction(const MirrorAction& a) {
   if (auto* r = std::get_if<StartResync>(&a)) {
     return "start resync " + std::to_string(r->id) + (r->full ? " full" : " changes");
   }
+  if (auto* r = std::get_if<Replicate>(&a)) {
+    return std::string("replicate ") + (r->role == ReplicationRole::Primary ? "primary" : "off");
+  }
   if (auto* d = std::get_if<OperationDone>(&a)) {
     return d->stopped ? "done (stopped)" : "done";
   }
@@ -132,6 +135,12 @@ void MirrorMachine::enqueueScript(std::string name, std::vector<std::string> arg
 }
 
 void MirrorMachine::persist() { queue_.push_back(PersistGeneration{record_}); }
+
+void MirrorMachine::enqueueReplicate(ReplicationRole role) {
+  if (config_.replicated) {
+    queue_.push_back(Replicate{role, 0});
+  }
+}
 
 void MirrorMachine::enqueueStopGroups(MainState from, MainState to, const std::string& action,
                                       bool graceful, unsigned keep) {
@@ -189,6 +198,7 @@ void MirrorMachine::enqueueStop(const std::string& action, bool graceful) {
   const MainState from = state_.main;
   queue_.push_back(SetState{{from, Readiness::Transient}});
   enqueueStopGroups(from, MainState::Stop, action, graceful, 0);
+  enqueueReplicate(ReplicationRole::Off);
   enqueueScript("transition", {mainStateName(from), "STOP", action}, ScriptKind::Notify);
   enqueueScript("poststop", {mainStateName(from), "STOP", action}, ScriptKind::Notify);
   const bool peer_second_ready =
@@ -217,6 +227,10 @@ void MirrorMachine::enqueueStop(const std::string& action, bool graceful) {
 // transition, start what it runs; then Ready, announced at once.
 void MirrorMachine::enqueueRoleScripts(MainState from, MainState to, const std::string& action) {
   enqueueStopGroups(from, to, action, true, groupsOf(to));
+  if (primaryState(to) && !primaryState(from)) {
+    // The directories are intercepted before any application script of the primary runs.
+    enqueueReplicate(ReplicationRole::Primary);
+  }
   enqueueScript("transition", {mainStateName(from), mainStateName(to), action}, ScriptKind::Notify);
   enqueueStartGroups(from, to, action);
   queue_.push_back(SetState{{to, Readiness::Ready}});
@@ -262,6 +276,7 @@ void MirrorMachine::enqueueToWait(WaitReason why, const std::string& action) {
   if (from != MainState::Wait) {
     queue_.push_back(SetState{{from, Readiness::Transient}});
     enqueueStopGroups(from, MainState::Wait, action, true, 0);
+    enqueueReplicate(ReplicationRole::Off);
     enqueueScript("transition", {mainStateName(from), "WAIT", action}, ScriptKind::Notify);
   }
   if (primaryState(from)) {
@@ -408,6 +423,7 @@ Result<std::vector<MirrorAction>> MirrorMachine::command(MirrorCommand c) {
         running_.reset();
       }
       queue_.clear();
+      replicating_.reset();  // its late answer is ignored; the stop's own Off follows it
       app_groups_ |= groupsOf(state_.main);
       enqueueStop("stop", false);
       break;
@@ -449,6 +465,7 @@ void MirrorMachine::enqueueSwap(const std::string& action) {
   persist();
   queue_.push_back(SetState{{MainState::Prim, Readiness::Transient}});
   enqueueStopGroups(MainState::Prim, MainState::Second, action, true, 0);
+  enqueueReplicate(ReplicationRole::Off);
   enqueueScript("transition", {"PRIM", "SECOND", action}, ScriptKind::Notify);
   queue_.push_back(SetState{{MainState::Second, Readiness::Transient}});
   queue_.push_back(SendHeartbeatNow{});
@@ -584,20 +601,55 @@ std::vector<MirrorAction> MirrorMachine::peerResynced() {
 }
 
 std::vector<MirrorAction> MirrorMachine::replicationLost() {
+  replication_lost_ = true;  // applied by evaluate() as soon as the machine is idle
+  return advance();
+}
+
+void MirrorMachine::applyReplicationLost() {
+  replication_lost_ = false;
+  if (isPrimary()) {
+    log(Severity::Error, "Replication to the secondary failed: continuing alone");
+    peer_in_sync_ = false;
+    record_.alone = false;  // the secondary may hold the current generation
+    if (state_.main == MainState::Prim) {
+      enqueuePrimarySwitch(MainState::Alone, "start");
+    } else {
+      record_ = enterAlone(record_, config_.random());
+      persist();
+    }
+  } else if (state_.main == MainState::Second && config_.replicated && !handover_) {
+    // This node no longer receives what the primary writes: it is outdated from now on.
+    if (state_.readiness == Readiness::Ready) {
+      log(Severity::Error, "Replication link lost: resynchronizing");
+      queue_.push_back(SetState{{MainState::Second, Readiness::Transient}});
+    } else {
+      log(Severity::Error, "Reintegration interrupted: retrying");
+    }
+    enqueueResync();
+    queue_.push_back(SendHeartbeatNow{});
+  }
+}
+
+std::vector<MirrorAction> MirrorMachine::replicationReady(uint64_t id, bool ok,
+                                                          const std::string& detail) {
   std::vector<MirrorAction> out;
-  if (!isPrimary() || busy()) {
+  if (!replicating_ || replicating_->id != id) {
     return out;
   }
-  log(Severity::Error, "Replication to the secondary failed: continuing alone");
-  peer_in_sync_ = false;
-  record_.alone = false;  // the secondary holds the current generation
-  if (state_.main == MainState::Prim) {
-    enqueuePrimarySwitch(MainState::Alone, "start");
-  } else {
-    record_ = enterAlone(record_, config_.random());
-    persist();
+  const Replicate done = *replicating_;
+  replicating_.reset();
+  if (!ok && done.role == ReplicationRole::Primary) {
+    out.push_back(LogLine{Severity::Error, "Replication cannot start: " + detail +
+                                               ": stopping the module"});
+    queue_.clear();
+    enqueueStop("stop", true);
+    in_operation_ = true;
+  } else if (!ok) {
+    out.push_back(LogLine{Severity::Error, "Replication did not stop cleanly: " + detail});
   }
-  return advance();
+  auto more = advance();
+  out.insert(out.end(), more.begin(), more.end());
+  return out;
 }
 
 std::vector<MirrorAction> MirrorMachine::scriptFinished(const ScriptOutcome& outcome) {
@@ -628,7 +680,7 @@ std::vector<MirrorAction> MirrorMachine::scriptFinished(const ScriptOutcome& out
 std::vector<MirrorAction> MirrorMachine::advance() {
   std::vector<MirrorAction> out;
   for (int guard = 0; guard < 16; ++guard) {
-    if (running_) {
+    if (running_ || replicating_) {
       return out;
     }
     while (!queue_.empty()) {
@@ -636,6 +688,12 @@ std::vector<MirrorAction> MirrorMachine::advance() {
       queue_.pop_front();
       if (auto* r = std::get_if<RunScript>(&step)) {
         running_ = *r;
+        out.push_back(*r);
+        return out;
+      }
+      if (auto* r = std::get_if<Replicate>(&step)) {
+        r->id = ++replicate_id_;
+        replicating_ = *r;
         out.push_back(*r);
         return out;
       }

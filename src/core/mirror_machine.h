@@ -60,6 +60,9 @@ struct MirrorConfig {
   // Wakeup opens it: the driver's checkers must first report (the "pre" checkers of reference
   // 3.2.10, e.g. the interface checker). Without, the machine decides at once (tests, sim).
   bool gated = false;
+  // The module replicates directories (<rfs>): the role changes include Replicate steps, and a
+  // secondary that loses its replication link resynchronises.
+  bool replicated = false;
   // The injected randomness for new generation ids (required).
   std::function<uint64_t()> random;
 };
@@ -84,9 +87,18 @@ struct StartResync {
   uint64_t id = 0;   // echoed by resyncDone, so a stale report is ignored
   bool full = true;  // false: the secondary holds the primary's parent (changes only)
 };
+// Replicated directories (<rfs>) only: the driver puts this node's replication in place for the
+// role (Primary: the interception mounted before the application starts; Off: no replication
+// process left, so the directories are plain again) and answers replicationReady(id, ...). The
+// machine waits for it like for a script. The secondary's replication is StartResync.
+enum class ReplicationRole { Primary, Off };
+struct Replicate {
+  ReplicationRole role = ReplicationRole::Off;
+  uint64_t id = 0;
+};
 using MirrorAction =
     std::variant<RunScript, SetState, LogLine, AddVip, RemoveVip, PersistGeneration,
-                 SendHeartbeatNow, AskWitness, StartResync, KillScript, OperationDone>;
+                 SendHeartbeatNow, AskWitness, StartResync, KillScript, OperationDone, Replicate>;
 std::string describeAction(const MirrorAction& a);
 
 class MirrorMachine {
@@ -102,12 +114,16 @@ class MirrorMachine {
   std::vector<MirrorAction> scriptFinished(const ScriptOutcome& outcome);
   std::vector<MirrorAction> witnessResult(bool reachable);
   std::vector<MirrorAction> resyncDone(uint64_t id, bool success);
-  // On the primary: the in-sync secondary stopped acknowledging replicated writes (reference
-  // 2.2: locktimeout/sendtimeout). PRIM -> ALONE; either way a new generation is written.
+  // The replication link (or process) failed. On the primary (reference 2.2: locktimeout,
+  // sendtimeout): PRIM -> ALONE, a new generation either way. On a secondary of a module that
+  // replicates: it is outdated and resynchronises. Applied once the machine is idle.
   std::vector<MirrorAction> replicationLost();
   // On the primary: its replication layer finished the secondary's resync (the other half of
   // the secondary's resyncDone). From now on the secondary may take over.
   std::vector<MirrorAction> peerResynced();
+  // The driver finished (or failed) the Replicate step `id`. A failure to put the primary's
+  // replication in place stops the module, like a failing start script.
+  std::vector<MirrorAction> replicationReady(uint64_t id, bool ok, const std::string& detail);
 
   // `usersetting.failover` changed (halo failover on|off): applies to the next peer loss.
   void setFailover(bool on) { config_.failover = on; }
@@ -121,7 +137,9 @@ class MirrorMachine {
   const DataGeneration& generation() const { return record_; }
   bool peerAlive() const { return peer_alive_; }
   const std::optional<MirrorHeartbeat>& peer() const { return peer_; }
-  bool busy() const { return running_.has_value() || !queue_.empty(); }
+  bool busy() const {
+    return running_.has_value() || replicating_.has_value() || !queue_.empty();
+  }
   bool isPrimary() const;
   // WAIT because a failover rule asked for it (its implicit wakeup applies).
   bool heldByRule() const { return wait_reason_ == WaitReason::Blocked; }
@@ -129,7 +147,7 @@ class MirrorMachine {
 
  private:
   using Step = std::variant<RunScript, SetState, LogLine, AddVip, RemoveVip, PersistGeneration,
-                            SendHeartbeatNow, AskWitness, StartResync>;
+                            SendHeartbeatNow, AskWitness, StartResync, Replicate>;
   enum class WaitReason { None, NotUptodate, Witness, FailoverOff, Blocked };
 
   void enqueueScript(std::string name, std::vector<std::string> args, ScriptKind kind);
@@ -147,12 +165,14 @@ class MirrorMachine {
   void enqueueResync();
   void enqueueSwap(const std::string& action);
   void persist();
+  void enqueueReplicate(ReplicationRole role);
   void log(Severity s, std::string m) { queue_.push_back(LogLine{s, std::move(m)}); }
   // Whether the local node should be the primary when both nodes want a role.
   bool winsRank(const MirrorHeartbeat& peer) const;
   bool peerIsPrimary() const;
   void evaluate();
   void peerGone(bool by_timeout);
+  void applyReplicationLost();
   std::vector<MirrorAction> advance();
 
   MirrorConfig config_;
@@ -163,10 +183,13 @@ class MirrorMachine {
   bool peer_lost_ = false;  // heartbeatsLost since the last heartbeat
   std::deque<Step> queue_;
   std::optional<RunScript> running_;
+  std::optional<Replicate> replicating_;  // the Replicate step the driver is performing
+  uint64_t replicate_id_ = 0;
   bool forced_prim_ = false;
   bool forced_second_ = false;
   bool handover_ = false;
   bool witness_pending_ = false;
+  bool replication_lost_ = false;  // replicationLost() not applied yet
   bool in_operation_ = false;
   bool split_logged_ = false;
   bool swap_done_ = false;  // defaultprim swap done for this primary period

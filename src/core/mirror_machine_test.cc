@@ -38,7 +38,7 @@ TEST(DataGenerationTest, EnterAloneDrawsOnceUntilShared) {
 class Pair {
  public:
   explicit Pair(bool failover = true, DefaultPrim dp = DefaultPrim::Alone, std::string dpn = "",
-                bool witness = false, bool gated = false) {
+                bool witness = false, bool gated = false, bool replicated = false) {
     for (int i = 0; i < 2; ++i) {
       cfg_[i].local_node = kNames[i];
       cfg_[i].peer_node = kNames[1 - i];
@@ -47,6 +47,7 @@ class Pair {
       cfg_[i].default_prim_node = dpn;
       cfg_[i].witness = witness;
       cfg_[i].gated = gated;
+      cfg_[i].replicated = replicated;
       cfg_[i].random = [this] { return ++rnd_ * 1000; };
       m_[i] = std::make_unique<MirrorMachine>(cfg_[i], DataGeneration{});
     }
@@ -88,6 +89,15 @@ class Pair {
           uint64_t id = s->id;
           work_.push_back([this, i, id] { feed(i, m_[i]->resyncDone(id, true)); });
         }
+      } else if (auto* rep = std::get_if<Replicate>(&a)) {
+        const std::string c = rep->role == ReplicationRole::Primary ? "replicate primary"
+                                                                    : "replicate off";
+        calls[i].push_back(c);
+        all_calls.push_back(std::string(kNames[i]) + ": " + c);
+        const uint64_t id = rep->id;
+        work_.push_back([this, i, id] {
+          feed(i, m_[i]->replicationReady(id, replicate_ok, "mount refused"));
+        });
       } else if (std::holds_alternative<AddVip>(a)) {
         calls[i].push_back("addvip");
         all_calls.push_back(std::string(kNames[i]) + ": addvip");
@@ -155,6 +165,7 @@ class Pair {
 
   bool linked = true;
   bool auto_resync = true;
+  bool replicate_ok = true;
   bool dead[2] = {false, false};
   bool witness_ok[2] = {true, true};
   std::vector<std::string> calls[2];
@@ -508,6 +519,90 @@ TEST(MirrorMachineTest, FailoverToggleAppliesToTheNextLoss) {
   p.lose(1);
   EXPECT_EQ(p.st(1), kWaitNotReady);
   EXPECT_TRUE(p.logged(1, "Failover-off configured"));
+}
+
+}  // namespace
+}  // namespace halo::core
+
+namespace halo::core {
+namespace {
+
+
+size_t indexOf(const std::vector<std::string>& v, const std::string& prefix) {
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (v[i].rfind(prefix, 0) == 0) {
+      return i;
+    }
+  }
+  return v.size();
+}
+
+TEST(MirrorMachineReplicationTest, TheInterceptionComesBeforeTheApplicationAndGoesAfterIt) {
+  Pair p(true, DefaultPrim::Alone, "", false, false, true);
+  ASSERT_TRUE(p.cmd(0, MirrorCommand::Prim).ok());
+  ASSERT_EQ(p.st(0), kAloneReady);
+  const auto& c = p.calls[0];
+  ASSERT_LT(indexOf(c, "replicate primary"), c.size());
+  EXPECT_LT(indexOf(c, "prestart"), indexOf(c, "replicate primary"));
+  EXPECT_LT(indexOf(c, "replicate primary"), indexOf(c, "start_both"));
+  EXPECT_LT(indexOf(c, "replicate primary"), indexOf(c, "start_prim"));
+  ASSERT_TRUE(p.cmd(0, MirrorCommand::Stop).ok());
+  ASSERT_EQ(p.st(0), kStop);
+  EXPECT_LT(indexOf(c, "stop_both force"), indexOf(c, "replicate off"));
+  EXPECT_LT(indexOf(c, "replicate off"), indexOf(c, "transition ALONE STOP"));
+}
+
+TEST(MirrorMachineReplicationTest, AnInterceptionThatCannotStartStopsTheModule) {
+  Pair p(true, DefaultPrim::Alone, "", false, false, true);
+  p.replicate_ok = false;
+  ASSERT_TRUE(p.cmd(0, MirrorCommand::Prim).ok());
+  EXPECT_EQ(p.st(0), kStop);
+  EXPECT_TRUE(p.logged(0, "Replication cannot start: mount refused: stopping the module"));
+  EXPECT_EQ(indexOf(p.calls[0], "start_prim"), p.calls[0].size());  // never started
+}
+
+TEST(MirrorMachineReplicationTest, ASecondaryThatLosesItsLinkResynchronizes) {
+  Pair p(true, DefaultPrim::Alone, "", false, false, true);
+  p.makePair();
+  p.auto_resync = false;
+  p.feed(1, p.m(1).replicationLost());
+  p.run();
+  EXPECT_EQ(p.st(1), (ModuleState{MainState::Second, Readiness::Transient}));
+  EXPECT_TRUE(p.logged(1, "Replication link lost: resynchronizing"));
+  EXPECT_FALSE(p.m(1).generation().uptodate);
+  EXPECT_TRUE(p.m(1).generation().resync_interrupted);  // prim would be refused now
+  p.pulse();
+  // The primary sees an outdated secondary: it writes alone until the resync ends.
+  EXPECT_EQ(p.st(0), kAloneReady);
+}
+
+TEST(MirrorMachineReplicationTest, ALossDuringAScriptIsAppliedOnceItEnds) {
+  Pair p(true, DefaultPrim::Alone, "", false, false, true);
+  p.makePair();
+  p.auto_resync = false;  // the secondary's resync does not end: the primary stays alone
+  auto r = p.m(0).command(MirrorCommand::Restart);
+  ASSERT_TRUE(r.ok());
+  p.feed(0, p.m(0).replicationLost());  // while stop_prim runs
+  EXPECT_EQ(p.st(0).main, MainState::Prim);
+  p.feed(0, *r);
+  p.run();
+  EXPECT_EQ(p.st(0), kAloneReady);
+  EXPECT_TRUE(p.logged(0, "Replication to the secondary failed: continuing alone"));
+}
+
+TEST(MirrorMachineReplicationTest, SwapUnmountsBeforeTheOldPrimaryResyncs) {
+  Pair p(true, DefaultPrim::Alone, "", false, false, true);
+  p.makePair();
+  ASSERT_TRUE(p.cmd(0, MirrorCommand::Swap).ok());
+  p.pulse();
+  p.pulse();
+  p.pulse();
+  EXPECT_EQ(p.st(1), kPrimReady);
+  EXPECT_EQ(p.st(0), kSecondReady);
+  const auto& c = p.all_calls;
+  EXPECT_LT(indexOf(c, "alpha: stop_prim force"), indexOf(c, "alpha: replicate off"));
+  EXPECT_LT(indexOf(c, "alpha: replicate off"), indexOf(c, "beta: replicate primary"));
+  EXPECT_LT(indexOf(c, "beta: replicate primary"), indexOf(c, "beta: start_prim"));
 }
 
 }  // namespace

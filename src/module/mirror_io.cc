@@ -204,6 +204,7 @@ core::MirrorConfig mirrorMachineConfig(const config::ModuleConfig& config, const
   }
   c.witness = config.check && config.check->splitbrain.has_value();
   c.gated = true;
+  c.replicated = config.rfs.has_value();
   c.random = randomId;
   return c;
 }
@@ -221,6 +222,9 @@ Result<std::unique_ptr<MirrorIo>> MirrorIo::create(const Paths& paths, const std
                                      loop, [raw = io.get()](bool error, const std::string& m) {
                                        raw->log(error ? LogLevel::Error : LogLevel::Info, m);
                                      }));
+  }
+  if (config.rfs) {
+    io->rfsCreate();
   }
   if (config.check && config.check->splitbrain) {
     const auto& sb = *config.check->splitbrain;
@@ -268,7 +272,9 @@ MirrorIo::MirrorIo(Paths paths, std::string module, const config::ModuleConfig& 
 MirrorIo::~MirrorIo() {
   loop_.cancelTimer(refresh_timer_);
   loop_.cancelTimer(resync_timer_);
+  loop_.cancelTimer(link_loss_timer_);
 }
+
 
 void MirrorIo::log(LogLevel level, const std::string& message) {
   hooks_.log(level, kComponent, message);
@@ -281,6 +287,9 @@ void MirrorIo::setResource(const std::string& name, ResourceState state) {
 Status MirrorIo::begin(bool recovering) {
   if (vip_ && !recovering) {
     HALO_RETURN_IF_ERROR(vip_->cleanupLeftovers());
+  }
+  if (rfs_) {
+    rfsBegin(recovering);
   }
   const auto& heart = *config_.heart;
   HeartOptions o;
@@ -385,6 +394,9 @@ void MirrorIo::onReceived(const std::string& /*ident*/, const proto::Heartbeat& 
     setResource("splitbrain." + config_.check->splitbrain->ident, ResourceState::Init);
   }
   feed(engine_.machine().heartbeatReceived(m));
+  if (rfs_) {
+    rfsHeartbeat(hb);
+  }
 }
 
 void MirrorIo::onLink(const std::string& ident, bool up) {
@@ -396,6 +408,9 @@ void MirrorIo::onLink(const std::string& ident, bool up) {
 void MirrorIo::onAllLost() {
   (void)resources_.setValue("state.remote", "UNKNOWN (Unknown)", kComponent,
                             loop_.time().systemTime());
+  if (rfs_) {
+    rfsPeerLost();
+  }
   feed(engine_.machine().heartbeatsLost());
 }
 
@@ -413,6 +428,9 @@ bool MirrorIo::perform(const core::MirrorAction& action) {
     if (!s.ok()) {
       log(LogLevel::Critical, "Cannot persist the data generation: " + s.message());
     }
+    if (rfs_) {
+      rfsUptodate();
+    }
   } else if (std::holds_alternative<core::SendHeartbeatNow>(action)) {
     if (heart_) {
       heart_->setMessage(message());
@@ -425,6 +443,10 @@ bool MirrorIo::perform(const core::MirrorAction& action) {
     } else {
       feed(engine_.machine().witnessResult(true));
     }
+  } else if (auto* rep = std::get_if<core::Replicate>(&action)) {
+    rfsReplicate(*rep);
+  } else if (auto* rs = std::get_if<core::StartResync>(&action); rs != nullptr && rfs_) {
+    rfsStartResync(*rs);
   } else if (auto* r = std::get_if<core::StartResync>(&action)) {
     // No replicated directory: the secondary holds everything it needs once it joined.
     const uint64_t id = r->id;
@@ -491,6 +513,11 @@ nlohmann::json MirrorIo::describe() const {
   j["heartbeats"] = links;
   if (vip_) {
     j["vip"] = vip_->describe();
+  }
+  if (rfs_) {
+    nlohmann::json r = rfs_->running() ? rfs_->lastStatus() : nlohmann::json::object();
+    r["process"] = rfs_->running() ? rfs_->role() : "stopped";
+    j["rfs"] = r;
   }
   return j;
 }

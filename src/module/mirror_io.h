@@ -22,6 +22,7 @@
 #include "module/heart.h"
 #include "module/module_log.h"
 #include "module/resource_store.h"
+#include "module/rfs_controller.h"
 #include "module/vip_manager.h"
 #include "sys/event_loop.h"
 
@@ -96,6 +97,21 @@ class MirrorIo {
   void feed(Actions actions) { hooks_.execute(engine_.track(std::move(actions))); }
   void log(LogLevel level, const std::string& message);
 
+  // Replicated directories (mirror_rfs.cc): the replication process and what it reports.
+  void rfsCreate();
+  void rfsBegin(bool recovering);
+  void rfsReplicate(const core::Replicate& r);
+  void rfsStartResync(const core::StartResync& r);
+  void rfsEvent(const nlohmann::json& e);
+  void rfsStatus(const nlohmann::json& status);
+  void rfsEnded(const std::string& role, const std::string& how);
+  void rfsSecondaryEnded(const std::string& why);
+  void rfsHeartbeat(const proto::Heartbeat& hb);
+  void rfsPeerLost();
+  void rfsUptodate();
+  // `halo prim|second fullsync` left a one-shot marker: consumed here.
+  bool takeFullsync();
+
   Paths paths_;
   std::string module_;
   const config::ModuleConfig& config_;
@@ -110,6 +126,13 @@ class MirrorIo {
   std::vector<proto::HeartbeatResource> remote_resources_;
   sys::EventLoop::Id refresh_timer_ = 0;
   sys::EventLoop::Id resync_timer_ = 0;
+
+  std::unique_ptr<RfsController> rfs_;
+  uint64_t resync_id_ = 0;       // the StartResync the secondary's process serves (0: none)
+  bool resync_synced_ = false;   // ... and it reported its reintegration done
+  int resync_failures_ = 0;      // in a row: the next attempt waits longer
+  bool fence_pending_ = false;   // the primary's process waits for the peer to be outdated
+  sys::EventLoop::Id link_loss_timer_ = 0;
 };
 
 }  // namespace halo::module

@@ -456,7 +456,13 @@ std::unique_ptr<core::MapResourceView> Monitor::view() {
   auto list = resources_.list();
   if (list.ok()) {
     for (const auto& r : *list) {
-      v->set(r.name, r.state);
+      // The peer's resources, as its heartbeats carry them, are "remote.<name>" here and
+      // what rules read as remote.<class>.<id>.
+      if (r.name.rfind("remote.", 0) == 0) {
+        v->set(core::Side::Remote, r.name.substr(7), r.state);
+      } else {
+        v->set(r.name, r.state);
+      }
     }
   }
   return v;

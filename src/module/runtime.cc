@@ -48,11 +48,6 @@ Result<std::unique_ptr<Runtime>> Runtime::create(RuntimeOptions options, sys::Ev
     return failedPrecondition("module '" + m +
                               "' has mode=\"farm\", which this Halo build cannot run yet");
   }
-  if (cfg->service.mode == config::Mode::Mirror && cfg->rfs) {
-    return failedPrecondition("module '" + m +
-                              "' replicates directories (<rfs>), which this Halo build cannot do "
-                              "yet; remove <rfs> to run it without replication");
-  }
   if (cfg->service.mode != config::Mode::Mirror && options.start_verb != "start") {
     return failedPrecondition(options.start_verb +
                               " applies to mirror modules only; use halo "

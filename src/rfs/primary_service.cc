@@ -169,16 +169,19 @@ std::optional<std::string> PrimaryService::onConnection(AcceptedConnection& c) {
     g.since = time_.monotonicTime();
   }
   g.channels.push_back(std::move(c.channel));
+  g.flags |= c.hello.flags;
   if (g.channels.size() >= c.hello.count) {
     auto channels = std::make_shared<std::vector<std::unique_ptr<Channel>>>(std::move(g.channels));
+    const bool whole = (g.flags & kHelloFull) != 0;
     gathering_.erase(c.hello.session);
-    tasks_.push_back([this, channels] { startSession(std::move(*channels)); });
+    tasks_.push_back([this, channels, whole] { startSession(std::move(*channels), whole); });
     cv_.notify_all();
   }
   return std::nullopt;
 }
 
-void PrimaryService::startSession(std::vector<std::unique_ptr<Channel>> channels) {
+void PrimaryService::startSession(std::vector<std::unique_ptr<Channel>> channels,
+                                  bool whole_files) {
   // The previous session and its reintegration go first, in that order (its threads joined).
   std::shared_ptr<Resyncer> old;
   uint64_t gen = 0;
@@ -282,8 +285,14 @@ void PrimaryService::startSession(std::vector<std::unique_ptr<Channel>> channels
       }
     });
   };
-  auto r = std::make_shared<Resyncer>(std::move(roots), *hub_, session.get(), options_.resync,
-                                      time_, std::move(rev));
+  ResyncOptions ro = options_.resync;
+  ro.whole_files = whole_files || options_.full;
+  options_.full = false;  // one reintegration only
+  if (ro.whole_files) {
+    events_({"log", "fullsync: this reintegration sends every file whole", 'I'});
+  }
+  auto r = std::make_shared<Resyncer>(std::move(roots), *hub_, session.get(), ro, time_,
+                                      std::move(rev));
   {
     std::lock_guard<std::mutex> lock(mutex_);
     resyncer_ = std::move(r);

@@ -179,6 +179,9 @@ void Resyncer::setHint(uint16_t root, const Manifest& hint) {
 }
 
 bool Resyncer::hintedMissing(uint16_t root, const std::string& path) const {
+  if (options_.whole_files) {
+    return true;
+  }
   const auto& h = hints_[root];
   auto it = h.find(path);
   return it == h.end() || it->second.type != S_IFREG || it->second.size == 0;

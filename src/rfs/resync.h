@@ -60,6 +60,7 @@ struct ResyncOptions {
   uint64_t bandwidth_kib_per_s = 0;  // <rfs reiallowedbw>, 0: unlimited
   int max_redo_rounds = 50;
   Millis progress_every{5000};
+  bool whole_files = false;  // fullsync: every file sent whole, nothing compared
 };
 
 struct ResyncProgress {

@@ -2,9 +2,11 @@
 // the module runtime so that a runtime restart never breaks the application's I/O. The runtime
 // starts it for a role and stops it (SIGTERM) when the role ends:
 //
-//   halo-rfs primary   -m MODULE           FUSE over every replicated directory, listens for
+//   halo-rfs primary   -m MODULE [--full]  FUSE over every replicated directory, listens for
 //                                          the secondary and reintegrates it
 //   halo-rfs secondary -m MODULE [--full]  applies what the primary sends
+//
+// --full (halo prim|second fullsync): the next reintegration sends every file whole.
 //
 // The configuration is the module's active one (with the environment's macros, like the runtime
 // that started it), cluster.xml and the module key under HALO_ROOT. fd 3, when open, gets "OK\n"
@@ -57,7 +59,7 @@ void report(const std::string& line) {
 
 int usage() {
   fprintf(stderr,
-          "usage: halo-rfs primary -m MODULE\n"
+          "usage: halo-rfs primary -m MODULE [--full]\n"
           "       halo-rfs secondary -m MODULE [--full]\n"
           "The replication process of a mirror module; its runtime starts it.\n");
   return 2;

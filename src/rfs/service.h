@@ -55,7 +55,9 @@ struct ServiceOptions {
   // Secondary only.
   bool sync_on_fsync = false;  // async="none"
   unsigned connections = 1;    // nbremconn
-  bool full = false;           // a full reintegration was asked (fullsync)
+  // fullsync: the (next) reintegration sends every file whole (the secondary asks it in its
+  // hello; the primary applies it to its next session).
+  bool full = false;
   Millis connect_for{10000};   // how long it tries to reach the primary
 };
 
@@ -84,7 +86,7 @@ class PrimaryService {
   void post(std::function<void()> task);
   void loop();
   std::optional<std::string> onConnection(AcceptedConnection& c);
-  void startSession(std::vector<std::unique_ptr<Channel>> channels);
+  void startSession(std::vector<std::unique_ptr<Channel>> channels, bool whole_files);
   void sample();
 
   ServiceOptions options_;
@@ -101,6 +103,7 @@ class PrimaryService {
   struct Gathering {
     std::vector<std::unique_ptr<Channel>> channels;
     MonotonicTime since;
+    uint16_t flags = 0;
   };
   std::map<uint64_t, Gathering> gathering_;  // sessions whose connections are arriving; mutex_
   std::shared_ptr<Resyncer> resyncer_;       // the current session's; mutex_
