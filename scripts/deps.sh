@@ -7,7 +7,7 @@ packages=(
   build-essential cmake ninja-build pkg-config git
   libpugixml-dev nlohmann-json3-dev libcli11-dev libsqlite3-dev libzip-dev libssl-dev
   libgtest-dev libgmock-dev libfuse3-dev fuse3 libxxhash-dev
-  sqlite3 attr
+  sqlite3 attr fio
   iproute2 procps curl zip unzip python3 socat
   "$@"
 )

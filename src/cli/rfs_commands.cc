@@ -14,8 +14,8 @@ int rfsVerify(Cli& cli) {
   }
   proto::Request req{"verify", cli.module, cli.identity, {}};
   // Walking two large trees takes as long as reading them.
-  auto line = sys::requestLine(cli.paths.rfsSocket(cli.module), proto::encodeRequest(req),
-                               std::nullopt);
+  auto line =
+      sys::requestLine(cli.paths.rfsSocket(cli.module), proto::encodeRequest(req), std::nullopt);
   if (!line.ok()) {
     return cli.fail("module " + cli.module +
                     " has no replication process running on this node (it runs while the module "

@@ -37,11 +37,16 @@ Rule anyDown(std::string label, std::string cls, ActionKind kind) {
 
 std::optional<ActionKind> checkerAction(config::CheckAction action) {
   switch (action) {
-    case config::CheckAction::Stop: return ActionKind::Stop;
-    case config::CheckAction::Stopstart: return ActionKind::Stopstart;
-    case config::CheckAction::Restart: return ActionKind::Restart;
-    case config::CheckAction::Wait: return ActionKind::Wait;
-    case config::CheckAction::Noaction: return std::nullopt;
+    case config::CheckAction::Stop:
+      return ActionKind::Stop;
+    case config::CheckAction::Stopstart:
+      return ActionKind::Stopstart;
+    case config::CheckAction::Restart:
+      return ActionKind::Restart;
+    case config::CheckAction::Wait:
+      return ActionKind::Wait;
+    case config::CheckAction::Noaction:
+      return std::nullopt;
   }
   return std::nullopt;
 }
@@ -100,10 +105,14 @@ bool vipChecksAddress(const config::ModuleConfig& config) {
 bool readsRemote(const Expr& e) {
   switch (e.kind) {
     case Expr::Kind::Or:
-    case Expr::Kind::And: return readsRemote(*e.lhs) || readsRemote(*e.rhs);
-    case Expr::Kind::Not: return readsRemote(*e.lhs);
-    case Expr::Kind::Compare: return e.resource.side == Side::Remote;
-    case Expr::Kind::Cluster: return false;
+    case Expr::Kind::And:
+      return readsRemote(*e.lhs) || readsRemote(*e.rhs);
+    case Expr::Kind::Not:
+      return readsRemote(*e.lhs);
+    case Expr::Kind::Compare:
+      return e.resource.side == Side::Remote;
+    case Expr::Kind::Cluster:
+      return false;
   }
   return false;
 }

@@ -115,8 +115,8 @@ TEST(ModuleRules, UserBlocksAndLuaDisable) {
   for (const Rule& rule : r->rules) {
     labels.push_back(rule.label);
   }
-  EXPECT_EQ(labels, (std::vector<std::string>{"degraded_server", "interface_failure", "t_pg",
-                                              "pg_down"}));
+  EXPECT_EQ(labels,
+            (std::vector<std::string>{"degraded_server", "interface_failure", "t_pg", "pg_down"}));
   EXPECT_EQ(r->rules.back().owner, RuleOwner::User);
   EXPECT_EQ(r->rules.back().line, 41);
   EXPECT_EQ(r->rules.back().column, 1);

@@ -113,6 +113,14 @@ void MirrorMachine::evaluate() {
       return;
     }
   }
+  if (pending_resync_) {
+    const auto [id, success] = *pending_resync_;
+    pending_resync_.reset();
+    applyResyncDone(id, success);
+    if (!queue_.empty()) {
+      return;
+    }
+  }
   const bool alive = peer_alive_ && peer_.has_value();
   const MainState pm = alive ? peer_->state.main : MainState::Stop;
   const bool peer_gone_clean = alive && (pm == MainState::Stop || pm == MainState::Wait);

@@ -562,31 +562,37 @@ std::vector<MirrorAction> MirrorMachine::witnessResult(bool reachable) {
 }
 
 std::vector<MirrorAction> MirrorMachine::resyncDone(uint64_t id, bool success) {
-  std::vector<MirrorAction> out;
+  if (id == resync_id_ && busy()) {
+    // A script is running: applied by evaluate() once the machine is idle.
+    pending_resync_ = std::make_pair(id, success);
+    return {};
+  }
+  applyResyncDone(id, success);
+  return advance();
+}
+
+void MirrorMachine::applyResyncDone(uint64_t id, bool success) {
   if (id != resync_id_ || state_ != ModuleState{MainState::Second, Readiness::Transient} ||
-      handover_ || busy() || !peer_) {
-    return out;
+      handover_ || !peer_) {
+    return;
   }
   if (!success) {
-    out.push_back(LogLine{Severity::Error, "Reintegration failed: retrying"});
+    log(Severity::Error, "Reintegration failed: retrying");
     enqueueResync();
-  } else {
-    record_.current = peer_->generation.current;
-    record_.parent = peer_->generation.parent;
-    record_.role_epoch = std::max(record_.role_epoch, peer_->generation.role_epoch);
-    record_.uptodate = true;
-    record_.resync_interrupted = false;
-    record_.alone = false;
-    had_role_ = true;
-    persist();
-    log(Severity::Info, "Reintegration ended (synchronize)");
-    enqueueStartGroups(MainState::Second, MainState::Second, "start");
-    queue_.push_back(SetState{{MainState::Second, Readiness::Ready}});
-    queue_.push_back(SendHeartbeatNow{});
+    return;
   }
-  auto more = advance();
-  out.insert(out.end(), more.begin(), more.end());
-  return out;
+  record_.current = peer_->generation.current;
+  record_.parent = peer_->generation.parent;
+  record_.role_epoch = std::max(record_.role_epoch, peer_->generation.role_epoch);
+  record_.uptodate = true;
+  record_.resync_interrupted = false;
+  record_.alone = false;
+  had_role_ = true;
+  persist();
+  log(Severity::Info, "Reintegration ended (synchronize)");
+  enqueueStartGroups(MainState::Second, MainState::Second, "start");
+  queue_.push_back(SetState{{MainState::Second, Readiness::Ready}});
+  queue_.push_back(SendHeartbeatNow{});
 }
 
 std::vector<MirrorAction> MirrorMachine::peerResynced() {
@@ -639,8 +645,8 @@ std::vector<MirrorAction> MirrorMachine::replicationReady(uint64_t id, bool ok,
   const Replicate done = *replicating_;
   replicating_.reset();
   if (!ok && done.role == ReplicationRole::Primary) {
-    out.push_back(LogLine{Severity::Error, "Replication cannot start: " + detail +
-                                               ": stopping the module"});
+    out.push_back(
+        LogLine{Severity::Error, "Replication cannot start: " + detail + ": stopping the module"});
     queue_.clear();
     enqueueStop("stop", true);
     in_operation_ = true;

@@ -137,9 +137,7 @@ class MirrorMachine {
   const DataGeneration& generation() const { return record_; }
   bool peerAlive() const { return peer_alive_; }
   const std::optional<MirrorHeartbeat>& peer() const { return peer_; }
-  bool busy() const {
-    return running_.has_value() || replicating_.has_value() || !queue_.empty();
-  }
+  bool busy() const { return running_.has_value() || replicating_.has_value() || !queue_.empty(); }
   bool isPrimary() const;
   // WAIT because a failover rule asked for it (its implicit wakeup applies).
   bool heldByRule() const { return wait_reason_ == WaitReason::Blocked; }
@@ -173,6 +171,7 @@ class MirrorMachine {
   void evaluate();
   void peerGone(bool by_timeout);
   void applyReplicationLost();
+  void applyResyncDone(uint64_t id, bool success);
   std::vector<MirrorAction> advance();
 
   MirrorConfig config_;
@@ -189,7 +188,8 @@ class MirrorMachine {
   bool forced_second_ = false;
   bool handover_ = false;
   bool witness_pending_ = false;
-  bool replication_lost_ = false;  // replicationLost() not applied yet
+  bool replication_lost_ = false;                            // replicationLost() not applied yet
+  std::optional<std::pair<uint64_t, bool>> pending_resync_;  // resyncDone() while busy
   bool in_operation_ = false;
   bool split_logged_ = false;
   bool swap_done_ = false;  // defaultprim swap done for this primary period

@@ -90,14 +90,13 @@ class Pair {
           work_.push_back([this, i, id] { feed(i, m_[i]->resyncDone(id, true)); });
         }
       } else if (auto* rep = std::get_if<Replicate>(&a)) {
-        const std::string c = rep->role == ReplicationRole::Primary ? "replicate primary"
-                                                                    : "replicate off";
+        const std::string c =
+            rep->role == ReplicationRole::Primary ? "replicate primary" : "replicate off";
         calls[i].push_back(c);
         all_calls.push_back(std::string(kNames[i]) + ": " + c);
         const uint64_t id = rep->id;
-        work_.push_back([this, i, id] {
-          feed(i, m_[i]->replicationReady(id, replicate_ok, "mount refused"));
-        });
+        work_.push_back(
+            [this, i, id] { feed(i, m_[i]->replicationReady(id, replicate_ok, "mount refused")); });
       } else if (std::holds_alternative<AddVip>(a)) {
         calls[i].push_back("addvip");
         all_calls.push_back(std::string(kNames[i]) + ": addvip");
@@ -526,7 +525,6 @@ TEST(MirrorMachineTest, FailoverToggleAppliesToTheNextLoss) {
 
 namespace halo::core {
 namespace {
-
 
 size_t indexOf(const std::vector<std::string>& v, const std::string& prefix) {
   for (size_t i = 0; i < v.size(); ++i) {

@@ -184,8 +184,7 @@ Result<ReplicationAddresses> replicationAddresses(const MirrorSetup& setup,
   const config::ClusterNode* peer = lan ? lan->findNode(setup.peers.peer) : nullptr;
   if (me == nullptr || peer == nullptr) {
     return failedPrecondition("the replication lan '" + lan_name + "' does not list both " +
-                              setup.peers.local + " and " + setup.peers.peer +
-                              " in cluster.xml");
+                              setup.peers.local + " and " + setup.peers.peer + " in cluster.xml");
   }
   HALO_ASSIGN_OR_RETURN(sys::IpAddr mine, resolve(nodeAddress(*me, true)));
   HALO_ASSIGN_OR_RETURN(sys::IpAddr theirs, resolve(nodeAddress(*peer, false)));
@@ -274,7 +273,6 @@ MirrorIo::~MirrorIo() {
   loop_.cancelTimer(resync_timer_);
   loop_.cancelTimer(link_loss_timer_);
 }
-
 
 void MirrorIo::log(LogLevel level, const std::string& message) {
   hooks_.log(level, kComponent, message);

@@ -108,6 +108,7 @@ class MirrorIo {
   void rfsSecondaryEnded(const std::string& why);
   void rfsHeartbeat(const proto::Heartbeat& hb);
   void rfsPeerLost();
+  void setFencePending(bool on);
   void rfsUptodate();
   // `halo prim|second fullsync` left a one-shot marker: consumed here.
   bool takeFullsync();
@@ -128,10 +129,11 @@ class MirrorIo {
   sys::EventLoop::Id resync_timer_ = 0;
 
   std::unique_ptr<RfsController> rfs_;
-  uint64_t resync_id_ = 0;       // the StartResync the secondary's process serves (0: none)
-  bool resync_synced_ = false;   // ... and it reported its reintegration done
-  int resync_failures_ = 0;      // in a row: the next attempt waits longer
-  bool fence_pending_ = false;   // the primary's process waits for the peer to be outdated
+  uint64_t resync_id_ = 0;      // the StartResync the secondary's process serves (0: none)
+  bool resync_synced_ = false;  // ... and it reported its reintegration done
+  int resync_failures_ = 0;     // in a row: the next attempt waits longer
+  bool fence_pending_ = false;  // the primary's process waits for the peer to be outdated
+  MonotonicTime fence_since_;
   sys::EventLoop::Id link_loss_timer_ = 0;
 };
 

@@ -22,6 +22,8 @@ constexpr Millis kMaxRetry{10000};
 constexpr uint64_t kAdopted = UINT64_MAX;
 // Beyond the heartbeat timeout, before a secondary whose link ended counts itself outdated.
 constexpr Millis kLinkLossMargin{300};
+// Heartbeats younger than this, after a fence began, do not lift it (see rfsHeartbeat).
+constexpr Millis kFenceSettle{500};
 
 LogLevel levelOf(const std::string& l) {
   if (l == "C") {
@@ -75,9 +77,9 @@ bool MirrorIo::takeFullsync() {
 
 void MirrorIo::rfsUptodate() {
   const auto& g = engine_.machine().generation();
-  (void)resources_.set("rfs.uptodate",
-                       g.uptodate && !g.resync_interrupted ? ResourceState::Up : ResourceState::Down,
-                       kComponent, loop_.time().systemTime());
+  (void)resources_.set(
+      "rfs.uptodate", g.uptodate && !g.resync_interrupted ? ResourceState::Up : ResourceState::Down,
+      kComponent, loop_.time().systemTime());
 }
 
 void MirrorIo::rfsReplicate(const core::Replicate& r) {
@@ -89,8 +91,8 @@ void MirrorIo::rfsReplicate(const core::Replicate& r) {
   resync_id_ = 0;
   if (r.role == core::ReplicationRole::Primary) {
     log(LogLevel::Info, "Starting the replication of the directories (primary)");
-    rfs_->start("primary", takeFullsync() ? std::vector<std::string>{"--full"}
-                                          : std::vector<std::string>{},
+    rfs_->start("primary",
+                takeFullsync() ? std::vector<std::string>{"--full"} : std::vector<std::string>{},
                 done);
     return;
   }
@@ -116,10 +118,11 @@ void MirrorIo::rfsStartResync(const core::StartResync& r) {
     }
     const bool whole = takeFullsync();
     log(LogLevel::Info, std::string("Reintegration from the primary begins") +
-                            (whole ? " (fullsync: every file sent whole)"
+                            (whole  ? " (fullsync: every file sent whole)"
                              : full ? " (every file compared)"
                                     : ""));
-    rfs_->start("secondary", whole ? std::vector<std::string>{"--full"} : std::vector<std::string>{},
+    rfs_->start("secondary",
+                whole ? std::vector<std::string>{"--full"} : std::vector<std::string>{},
                 [this, id](bool ok, const std::string& detail) {
                   if (!ok && resync_id_ == id) {
                     rfsSecondaryEnded(detail);
@@ -179,7 +182,7 @@ void MirrorIo::rfsEvent(const nlohmann::json& e) {
   } else if (kind == "lost") {
     if (primary) {
       log(LogLevel::Error, message);
-      fence_pending_ = rfs_->lastStatus().value("fenced", false);
+      setFencePending(rfs_->lastStatus().value("fenced", false));
       feed(engine_.machine().replicationLost());
     } else {
       rfsSecondaryEnded(message);
@@ -204,8 +207,8 @@ void MirrorIo::rfsStatus(const nlohmann::json& status) {
   (void)resources_.setValue("rfs.rei_bandwidth",
                             std::to_string(status.value("rei_bandwidth_kib_s", int64_t{0})),
                             kComponent, now, HistoryMode::Never);
-  if (status.value("fenced", false)) {
-    fence_pending_ = true;
+  if (status.value("fenced", false) && !fence_pending_) {
+    setFencePending(true);
   }
 }
 
@@ -228,8 +231,18 @@ void MirrorIo::rfsEnded(const std::string& role, const std::string& how) {
   feed(engine_.machine().replicationLost());
 }
 
+void MirrorIo::setFencePending(bool on) {
+  fence_pending_ = on;
+  fence_since_ = loop_.time().monotonicTime();
+}
+
 void MirrorIo::rfsHeartbeat(const proto::Heartbeat& hb) {
   if (!fence_pending_) {
+    return;
+  }
+  // A heartbeat the secondary sent just before it heard that its reintegration ended still says
+  // "not up to date": only those sent after the fence began, settled, are evidence.
+  if (loop_.time().monotonicTime() - fence_since_ < kFenceSettle) {
     return;
   }
   // Only its own record proves it: a secondary that still says up to date could take over.

@@ -73,7 +73,7 @@ class RfsController {
   sys::EventLoop::Id ready_watch_ = 0;
   sys::EventLoop::Id kill_timer_ = 0;
   int ready_fd_ = -1;
-  Done pending_;       // start or stop in progress
+  Done pending_;  // start or stop in progress
   bool stopping_ = false;
   nlohmann::json status_ = nlohmann::json::object();
   std::shared_ptr<std::atomic<bool>> poll_stop_;

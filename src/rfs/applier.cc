@@ -21,6 +21,19 @@ namespace {
 
 using namespace applier_internal;  // NOLINT: the file's own helpers
 
+// The primary's modification time for a data change (op.h), when it sent one.
+Status setMtime(int fd, const Op& op) {
+  if (!carriesMtime(op)) {
+    return okStatus();
+  }
+  const timespec ts[2] = {{0, UTIME_OMIT},
+                          {static_cast<time_t>(op.mtime_sec), static_cast<long>(op.mtime_nsec)}};
+  if (::futimens(fd, ts) != 0) {
+    return errnoStatus("futimens", errno);
+  }
+  return okStatus();
+}
+
 std::string describe(const Op& op) {
   std::string s = std::string(opTypeName(op.type)) + " \"" + op.path + "\"";
   if (op.type == OpType::Rename || op.type == OpType::Link || op.type == OpType::Symlink) {
@@ -161,7 +174,7 @@ Status Applier::applyWrite(const Op& op) {
     }
     done += static_cast<size_t>(n);
   }
-  return okStatus();
+  return setMtime(fd, op);
 }
 
 Status Applier::applyCreate(const Op& op) {
@@ -296,7 +309,7 @@ Status Applier::applyFallocate(const Op& op) {
       0) {
     return errnoStatus("fallocate", errno);
   }
-  return okStatus();
+  return setMtime(fd, op);
 }
 
 Status Applier::applyXattr(const Op& op) {

@@ -281,9 +281,9 @@ Status Applier::applySyncDir(const Op& op) {
 
 Status Applier::applySyncFile(const Op& op) {
   HALO_ASSIGN_OR_RETURN(auto st, statAt(root_fd_, op.path));
-  // A regular file of ours that is a hard link the primary does not have would carry the copy
-  // into its other names.
-  if (st && (!S_ISREG(st->st_mode) || (st->st_nlink > 1 && !(op.flags & kSyncHardLinked)))) {
+  // A regular file of ours with other names would carry the copy into them: it is made a file
+  // of its own. The primary's other names of this inode come as SyncLink records after it.
+  if (st && (!S_ISREG(st->st_mode) || st->st_nlink > 1)) {
     HALO_RETURN_IF_ERROR(removeTree(op.path));
     st.reset();
   }

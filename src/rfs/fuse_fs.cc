@@ -1,5 +1,7 @@
 #include "rfs/fuse_fs.h"
 
+#include "rfs/describe.h"
+
 #define FUSE_USE_VERSION 312
 #include <dirent.h>
 #include <fcntl.h>
@@ -70,6 +72,17 @@ Op createdTimes(const std::string& path, const struct stat& st) {
   op.mtime_sec = st.st_mtim.tv_sec;
   op.mtime_nsec = st.st_mtim.tv_nsec;
   return op;
+}
+
+// The modification time a data change gave the real file: sent with the change (op.h), so that
+// the peer's copy gets this time, not the one of its own clock when it applies the change (the
+// writeback cache's later time update may come before the last write, or never).
+void setResultingMtime(int fd, Op* op) {
+  struct stat st;
+  if (::fstat(fd, &st) == 0) {
+    op->mtime_sec = st.st_mtim.tv_sec;
+    op->mtime_nsec = st.st_mtim.tv_nsec;
+  }
 }
 
 struct FileHandle {
@@ -237,6 +250,26 @@ class FuseFs::Impl {
 // ---- inode table ----------------------------------------------------------------------------
 
 std::optional<std::string> FuseFs::Impl::pathOf(uint64_t id) {
+  // A file with several names, some not replicated: a replicated one names its changes, or the
+  // peer would miss them (its copy has the other name only).
+  Node* self = node(id);
+  if (self != nullptr && self->links.size() > 1 && options_.replicated) {
+    std::optional<std::string> first;
+    for (const Link& l : self->links) {
+      auto parent = l.parent == FUSE_ROOT_ID ? std::optional<std::string>("") : pathOf(l.parent);
+      if (!parent) {
+        continue;
+      }
+      std::string p = parent->empty() ? l.name : *parent + "/" + l.name;
+      if (replicated(p)) {
+        return p;
+      }
+      if (!first) {
+        first = std::move(p);
+      }
+    }
+    return first;
+  }
   std::vector<const std::string*> parts;
   uint64_t cur = id;
   for (int depth = 0; cur != FUSE_ROOT_ID; ++depth) {
@@ -277,6 +310,8 @@ Node& FuseFs::Impl::nodeFor(const struct stat& st) {
   n->id = next_id_++;
   n->dev = st.st_dev;
   n->ino = st.st_ino;
+  // Known only from now on: whatever changed it before counts as recent (lastDataChange).
+  n->last_write_seq = untracked_write_max_;
   Node& ref = *n;
   by_dev_ino_[key] = n->id;
   nodes_[n->id] = std::move(n);
@@ -612,8 +647,12 @@ void FuseFs::Impl::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, in
     int r = fd >= 0 ? ::fstat(fd, &st) : ::fstatat(root_fd_, rel, &st, AT_SYMLINK_NOFOLLOW);
     if (r < 0) {
       err = errno;
-    } else if ((op.flags & (kSetAtime | kSetMtime)) != 0) {
-      // The times the file really got (UTIME_NOW resolved), so the peer matches exactly.
+    } else if ((op.flags & (kSetAtime | kSetMtime | kSetSize)) != 0) {
+      // The times the file really got (UTIME_NOW resolved, or set by the truncation itself), so
+      // the peer matches exactly instead of stamping its own clock.
+      if ((op.flags & kSetSize) != 0) {
+        op.flags |= kSetMtime;
+      }
       op.atime_sec = st.st_atim.tv_sec;
       op.atime_nsec = st.st_atim.tv_nsec;
       op.mtime_sec = st.st_mtim.tv_sec;
@@ -825,11 +864,27 @@ void FuseFs::Impl::rename(fuse_req_t req, fuse_ino_t parent, const char* name, f
         op.type = OpType::Rename;
         op.path2 = *to;
         op.flags = static_cast<int32_t>(flags);
+        op.mode = from_st.st_mode & S_IFMT;  // for the reintegration's bookkeeping
         seq = submit(std::move(op));
-      } else if (r1 && (flags & RENAME_EXCHANGE) == 0) {
-        // Moved out of the replicated part: for the peer it is gone.
-        op.type = S_ISDIR(from_st.st_mode) ? OpType::Rmdir : OpType::Unlink;
-        seq = submit(std::move(op));
+      } else if (r1 != r2) {
+        // Across the boundary of the replicated part: for the peer, what left it is gone and
+        // what came in is new (the peer never had its source).
+        const std::string& gone = r1 ? *from : *to;
+        const bool gone_exists = r1 || (had_target && (flags & RENAME_NOREPLACE) == 0);
+        if (gone_exists) {
+          const bool dir = r1 ? S_ISDIR(from_st.st_mode) : S_ISDIR(to_st.st_mode);
+          Op rm;
+          rm.type = dir ? OpType::Rmdir : OpType::Unlink;
+          rm.path = gone;
+          seq = submit(std::move(rm));
+        }
+        const bool came_in = r2 || (flags & RENAME_EXCHANGE) != 0;
+        if (came_in) {
+          const uint64_t d = describeForPeer(
+              root_fd_, r2 ? *to : *from, [this](Op o) { return submit(std::move(o)); },
+              options_.replicated);
+          seq = std::max(seq, d);
+        }
       }
     }
   }
@@ -862,8 +917,11 @@ void FuseFs::Impl::link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, co
         op.type = OpType::Link;
         op.path = *from;
         op.path2 = *to;
-        // The peer lacks a source outside the replicated part: give it what it can make.
-        seq = replicated(*from) ? submit(std::move(op)) : 0;
+        // The peer lacks a source outside the replicated part: a file of its own there.
+        seq = replicated(*from) ? submit(std::move(op))
+                                : describeForPeer(
+                                      root_fd_, *to, [this](Op o) { return submit(std::move(o)); },
+                                      options_.replicated);
       }
     }
   }
@@ -982,6 +1040,9 @@ void FuseFs::Impl::create(fuse_req_t req, fuse_ino_t parent, const char* name, m
     if (h->fd >= 0 && err == 0) {
       e = entryFor(parent, name, st);
       Node* n = node(e.ino);
+      if (created && seq != 0) {
+        n->last_write_seq = std::max(n->last_write_seq, seq);  // a new content, from empty
+      }
       h->node = e.ino;
       h->sync = (fi->flags & (O_SYNC | O_DSYNC)) != 0;
       h->waited_seq = n->last_write_seq;
@@ -1034,6 +1095,7 @@ void FuseFs::Impl::write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t
         op.path = std::move(*path);
         op.offset = static_cast<uint64_t>(off);
         op.data.assign(buf, static_cast<size_t>(n));
+        setResultingMtime(h->fd, &op);
         seq = submit(std::move(op));
         if (Node* nd = node(ino)) {
           nd->last_write_seq = seq;
@@ -1356,6 +1418,7 @@ void FuseFs::Impl::fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off
         op.flags = mode;
         op.offset = static_cast<uint64_t>(offset);
         op.length = static_cast<uint64_t>(length);
+        setResultingMtime(fileHandle(fi)->fd, &op);
         uint64_t seq = submit(std::move(op));
         if (Node* n = node(ino)) {
           n->last_write_seq = seq;

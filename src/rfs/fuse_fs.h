@@ -11,11 +11,12 @@
 // Thread-safety: mount() and unmount() from one owner thread; the file system runs on its own
 // threads and calls the sink from them (submit under its ordering lock, waitAcked without it).
 
+#include <sys/types.h>
+
 #include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
-#include <sys/types.h>
 
 #include "base/status.h"
 #include "rfs/sink.h"

@@ -44,11 +44,11 @@ uint64_t Hub::submit(Op op) {
   return op.seq;
 }
 
-bool Hub::waitSessionAcked(const StreamSender* session, uint64_t seq) {
+bool Hub::waitSessionAcked(uint64_t id, uint64_t seq) {
   std::shared_ptr<StreamSender> s;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (session_.get() != session || session == nullptr) {
+    if (!session_ || session_id_ != id) {
       return false;
     }
     s = session_;
@@ -56,19 +56,40 @@ bool Hub::waitSessionAcked(const StreamSender* session, uint64_t seq) {
   return s->waitAcked(seq);
 }
 
-void Hub::setObserver(std::function<void(const Op&)> observer) {
+void Hub::setObserver(uint64_t owner, std::function<void(const Op&)> observer) {
   std::lock_guard<std::mutex> lock(mutex_);
   observer_ = std::move(observer);
+  observer_owner_ = owner;
 }
 
-uint64_t Hub::submitTo(const StreamSender* session, Op op) {
+void Hub::clearObserver(uint64_t owner) {
   std::lock_guard<std::mutex> lock(mutex_);
-  if (session_.get() != session || session == nullptr) {
+  if (observer_owner_ == owner) {
+    observer_ = nullptr;
+    observer_owner_ = 0;
+  }
+}
+
+uint64_t Hub::submitTo(uint64_t id, Op op) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!session_ || session_id_ != id) {
     return 0;
   }
   op.seq = next_seq_++;
   session_->send(op);
   return op.seq;
+}
+
+void Hub::waitRoom(uint64_t id) {
+  std::shared_ptr<StreamSender> s;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!session_ || session_id_ != id) {
+      return;
+    }
+    s = session_;
+  }
+  s->waitRoom();
 }
 
 uint64_t Hub::lastSeq() const {
@@ -110,9 +131,10 @@ void Hub::waitAcked(uint64_t seq) {
 }
 
 std::shared_ptr<StreamSender> Hub::startSession(std::vector<std::unique_ptr<Channel>> channels,
-                                                StreamSender::Events events) {
+                                                StreamSender::Events events, uint64_t* id) {
   closeSession();
   std::lock_guard<std::mutex> lock(mutex_);
+  *id = ++session_id_;
   // No I/O under the lock: the session's threads write the answers before any record.
   Answer answer;
   answer.accepted = true;
@@ -127,9 +149,9 @@ std::shared_ptr<StreamSender> Hub::startSession(std::vector<std::unique_ptr<Chan
   return session_;
 }
 
-uint64_t Hub::finishResync(const StreamSender* session) {
+uint64_t Hub::finishResync(uint64_t id) {
   std::lock_guard<std::mutex> lock(mutex_);
-  if (session_.get() != session || session == nullptr) {
+  if (!session_ || session_id_ != id) {
     return 0;
   }
   Op marker;
@@ -140,12 +162,12 @@ uint64_t Hub::finishResync(const StreamSender* session) {
   return marker.seq;
 }
 
-void Hub::sessionLost(const StreamSender* session, const std::string& why) {
+void Hub::sessionLost(uint64_t id, const std::string& why) {
   bool fenced = false;
   std::shared_ptr<StreamSender> old;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (session_.get() != session) {
+    if (!session_ || session_id_ != id) {
       return;
     }
     old = std::move(session_);

@@ -54,22 +54,28 @@ class Hub {
   uint64_t lastSeq() const;
 
   // Starts a session on the secondary's connections (answering them); a previous session is
-  // closed first. From now on every record goes to it.
+  // closed first. From now on every record goes to it. Sessions are named by an id that is
+  // never reused (`id`), so a late caller of an old session can never reach a new one.
   std::shared_ptr<StreamSender> startSession(std::vector<std::unique_ptr<Channel>> channels,
-                                             StreamSender::Events events);
-  // Submits a record of `session`'s reintegration: dropped (0) when it is no longer current.
-  uint64_t submitTo(const StreamSender* session, Op op);
-  // Ends `session`'s reintegration: submits the ResyncDone marker and, atomically with it,
+                                             StreamSender::Events events, uint64_t* id);
+  // Submits a record of session `id`'s reintegration: dropped (0) when it is no longer current.
+  uint64_t submitTo(uint64_t id, Op op);
+  // Waits, without any lock held, until session `id` has room for more records (half its
+  // queue), so that a reintegration never waits for room while holding the ordering lock.
+  void waitRoom(uint64_t id);
+  // Ends session `id`'s reintegration: submits the ResyncDone marker and, atomically with it,
   // starts awaiting acknowledgements (every record after the marker is one the secondary must
   // have before the application hears of success). Returns the marker's sequence, 0 if the
   // session is no longer current.
-  uint64_t finishResync(const StreamSender* session);
-  // Waits for `session` to acknowledge `seq`; false when it is no longer current or was lost.
-  bool waitSessionAcked(const StreamSender* session, uint64_t seq);
-  // Sees every submitted record (under the hub's lock: keep it short); null to stop.
-  void setObserver(std::function<void(const Op&)> observer);
-  // The session's link was lost (its lost event); fences when it was synced.
-  void sessionLost(const StreamSender* session, const std::string& why);
+  uint64_t finishResync(uint64_t id);
+  // Waits for session `id` to acknowledge `seq`; false when it is no longer current or was lost.
+  bool waitSessionAcked(uint64_t id, uint64_t seq);
+  // Sees every submitted record (under the hub's lock: keep it short), for `owner`; clearing
+  // removes it only if `owner` still holds it.
+  void setObserver(uint64_t owner, std::function<void(const Op&)> observer);
+  void clearObserver(uint64_t owner);
+  // Session `id`'s link was lost (its lost event); fences when it was synced.
+  void sessionLost(uint64_t id, const std::string& why);
   // Ends the current session without fencing (the module stops, or becomes secondary).
   void closeSession();
   void unfence();
@@ -94,11 +100,13 @@ class Hub {
   std::condition_variable fence_cv_;
   uint64_t next_seq_ = 1;                    // guarded by mutex_
   std::shared_ptr<StreamSender> session_;    // guarded by mutex_
+  uint64_t session_id_ = 0;                  // of session_ (ids grow); mutex_
   uint64_t session_first_ = 0;               // guarded by mutex_
   bool synced_ = false;                      // guarded by mutex_
   bool fenced_ = false;                      // guarded by mutex_
   uint64_t bytes_before_ = 0;                // sent by sessions that ended; mutex_
   std::function<void(const Op&)> observer_;  // guarded by mutex_
+  uint64_t observer_owner_ = 0;              // guarded by mutex_
   // Lost sessions, destroyed by the next owner call (their own thread may have reported it).
   std::vector<std::shared_ptr<StreamSender>> ended_;  // guarded by mutex_
 };

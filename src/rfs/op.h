@@ -14,6 +14,8 @@
 
 namespace halo::rfs {
 
+// Write and Fallocate carry in mtime_* the modification time the change gave the primary's file
+// (both 0: none), which the secondary gives its copy.
 enum class OpType : uint8_t {
   Write = 1,    // path, offset, data
   Create,       // path, mode (S_IFREG | perms), uid, gid: an empty regular file
@@ -89,6 +91,11 @@ struct Op {
   std::string data;       // Write: the bytes; SetXattr: the value
   bool operator==(const Op&) const = default;
 };
+
+inline bool carriesMtime(const Op& op) {
+  return (op.type == OpType::Write || op.type == OpType::Fallocate) &&
+         (op.mtime_sec != 0 || op.mtime_nsec != 0);
+}
 
 // Whether `path` is a valid relative path of the stream (see Op::path); `allow_root` accepts "".
 bool validRelativePath(std::string_view path, bool allow_root);

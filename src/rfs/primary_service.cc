@@ -197,7 +197,7 @@ void PrimaryService::startSession(std::vector<std::unique_ptr<Channel>> channels
   old.reset();
   const size_t count = channels.size();
   const std::string kind = channels.front()->kind();
-  auto holder = std::make_shared<std::atomic<const StreamSender*>>(nullptr);
+  auto holder = std::make_shared<std::atomic<uint64_t>>(0);  // the hub's id of the session
   StreamSender::Events ev;
   auto current = [this, gen](const std::function<void(Resyncer&)>& fn) {
     post([this, gen, fn] {
@@ -227,25 +227,30 @@ void PrimaryService::startSession(std::vector<std::unique_ptr<Channel>> channels
     auto shared = std::make_shared<Manifest>(std::move(*m));
     current([root, shared](Resyncer& r) { r.setHint(root, *shared); });
   };
-  ev.hints_done = [this, current] {
-    current([this](Resyncer& r) {
+  ev.hints_done = [this, current](bool compare_all) {
+    current([this, compare_all](Resyncer& r) {
       events_({"log", "Reintegration of the secondary begins", 'I'});
+      if (compare_all) {
+        r.noHints();
+      }
       r.start();
     });
   };
-  ev.lost = [this, holder](const std::string& why) {
+  ev.lost = [this, holder, gen](const std::string& why) {
     hub_->sessionLost(holder->load(), why);  // fences at once, on this thread
-    post([this] {
+    post([this, gen] {
       hub_->reap();
       std::shared_ptr<Resyncer> r;
-      {
-        std::lock_guard<std::mutex> lock(mutex_);
-        r = std::move(resyncer_);
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (gen == generation_) {
+        r = std::move(resyncer_);  // destroyed after the lock: its threads may want it
       }
+      (void)r;
     });
   };
-  auto session = hub_->startSession(std::move(channels), std::move(ev));
-  holder->store(session.get());
+  uint64_t session_id = 0;
+  auto session = hub_->startSession(std::move(channels), std::move(ev), &session_id);
+  holder->store(session_id);
   std::vector<ResyncRoot> roots;
   for (size_t i = 0; i < mounts_.size(); ++i) {
     roots.push_back({mounts_[i].get(), options_.dirs[i].replicated});
@@ -291,8 +296,8 @@ void PrimaryService::startSession(std::vector<std::unique_ptr<Channel>> channels
   if (ro.whole_files) {
     events_({"log", "fullsync: this reintegration sends every file whole", 'I'});
   }
-  auto r = std::make_shared<Resyncer>(std::move(roots), *hub_, session.get(), ro, time_,
-                                      std::move(rev));
+  auto r =
+      std::make_shared<Resyncer>(std::move(roots), *hub_, session_id, ro, time_, std::move(rev));
   {
     std::lock_guard<std::mutex> lock(mutex_);
     resyncer_ = std::move(r);
@@ -302,7 +307,7 @@ void PrimaryService::startSession(std::vector<std::unique_ptr<Channel>> channels
                (count > 1 ? "s" : "") + ")",
            'I'});
   if (session->lost()) {
-    hub_->sessionLost(session.get(), session->lostReason());
+    hub_->sessionLost(session_id, session->lostReason());
   }
 }
 

@@ -339,12 +339,24 @@ TEST_F(ReplicationTest, NotReplicatedPathsStayLocal) {
       sh("set -e; mkdir -p '" + secondary_ + "/tmp'; echo mine > '" + secondary_ + "/tmp/local'"),
       0);
   startPair();
-  ASSERT_EQ(sh("set -e; cd '" + primary_ + "'; mkdir -p tmp; echo scratch > tmp/s; echo kept > k"),
+  // Written where it is not replicated, then moved or linked into the replicated part (the
+  // usual "write a temporary file, rename it into place"): the secondary gets it whole.
+  ASSERT_EQ(sh("set -e; cd '" + primary_ +
+               "'; mkdir -p tmp; echo scratch > tmp/s; echo kept > k; "
+               "mkdir -p tmp/d/e; echo deep > tmp/d/e/f; ln -s ../k tmp/d/l; "
+               "dd if=/dev/urandom of=tmp/big bs=1M count=3 status=none; "
+               "mv tmp/big big; mv tmp/d d; echo linked > tmp/h; ln tmp/h h; "
+               "echo x > out; mv out tmp/out"),
             0);
   expectIdenticalTrees();
   EXPECT_TRUE(std::filesystem::exists(secondary_ + "/tmp/local"));
   EXPECT_FALSE(std::filesystem::exists(secondary_ + "/tmp/s"));
   EXPECT_TRUE(std::filesystem::exists(secondary_ + "/k"));
+  EXPECT_TRUE(std::filesystem::exists(secondary_ + "/d/e/f"));
+  EXPECT_TRUE(std::filesystem::is_symlink(secondary_ + "/d/l"));
+  EXPECT_EQ(std::filesystem::file_size(secondary_ + "/big"), 3u << 20);
+  EXPECT_TRUE(std::filesystem::exists(secondary_ + "/h"));
+  EXPECT_FALSE(std::filesystem::exists(secondary_ + "/out"));  // moved out: gone there too
 }
 
 // Losing the secondary never fails the application's operation (the session was not synced

@@ -24,7 +24,9 @@ namespace {
 
 constexpr size_t kCopyChunk = kMaxData;  // one Write record
 constexpr size_t kDigestsPerRecord = kMaxData / sizeof(BlockDigest);
-constexpr size_t kEntriesPerRecord = 8192;  // names of 255 bytes still fit in kMaxData
+constexpr size_t kMaxQueuedFiles = 4096;
+// A SyncDir or SyncXattrs record stays under this many bytes of list (kMaxData, with room).
+constexpr size_t kListBytesPerRecord = kMaxData - 4096;
 
 std::string childOf(const std::string& dir, const std::string& name) {
   return dir.empty() ? name : dir + "/" + name;
@@ -147,8 +149,8 @@ std::string ResyncProgress::describe() const {
   return buf;
 }
 
-Resyncer::Resyncer(std::vector<ResyncRoot> roots, Hub& hub, const StreamSender* session,
-                   ResyncOptions options, TimeSource& time, Events events)
+Resyncer::Resyncer(std::vector<ResyncRoot> roots, Hub& hub, uint64_t session, ResyncOptions options,
+                   TimeSource& time, Events events)
     : roots_(std::move(roots)),
       hub_(hub),
       session_(session),
@@ -157,10 +159,11 @@ Resyncer::Resyncer(std::vector<ResyncRoot> roots, Hub& hub, const StreamSender* 
       events_(std::move(events)) {
   hints_.resize(roots_.size());
   redo_.resize(roots_.size());
+  redo_active_.resize(roots_.size());
 }
 
 Resyncer::~Resyncer() {
-  hub_.setObserver(nullptr);
+  hub_.clearObserver(session_);
   stop_ = true;
   work_cv_.notify_all();
   idle_cv_.notify_all();
@@ -170,8 +173,8 @@ Resyncer::~Resyncer() {
 }
 
 void Resyncer::setHint(uint16_t root, const Manifest& hint) {
-  if (root >= hints_.size()) {
-    return;
+  if (root >= hints_.size() || started_) {
+    return;  // after the start the workers read the hints: a late one is ignored
   }
   for (const auto& e : hint.entries) {
     hints_[root][e.path] = {e.type_and_mode & S_IFMT, e.size};
@@ -182,20 +185,50 @@ bool Resyncer::hintedMissing(uint16_t root, const std::string& path) const {
   if (options_.whole_files) {
     return true;
   }
+  if (no_hints_) {
+    return false;
+  }
   const auto& h = hints_[root];
   auto it = h.find(path);
   return it == h.end() || it->second.type != S_IFREG || it->second.size == 0;
 }
 
 void Resyncer::start() {
-  started_ = time_.monotonicTime();
-  last_report_ = started_;
-  throttle_start_ = started_;
-  hub_.setObserver([this](const Op& op) { observe(op); });
+  if (started_) {
+    return;
+  }
+  started_ = true;
+  start_time_ = time_.monotonicTime();
+  last_report_ = start_time_;
+  throttle_start_ = start_time_;
+  hub_.setObserver(session_, [this](const Op& op) { observe(op); });
   for (unsigned i = 0; i < std::max(1u, options_.threads); ++i) {
     threads_.emplace_back([this] { worker(); });
   }
   threads_.emplace_back([this] { run(); });
+}
+
+// Whether the walk finished describing `path` (under mutex_): its directory was listed and, for
+// a file, its content is done. A directory counts as finished only once the walk is over: its
+// subtree may still be in progress.
+bool Resyncer::describedLocked(uint16_t root, const std::string& path, bool dir) const {
+  // Under a path that a redo round has still to walk, nothing is described.
+  for (std::string p = path;;) {
+    if (redo_[root].count(p) != 0 || redo_active_[root].count(p) != 0) {
+      return false;
+    }
+    const auto slash = p.rfind('/');
+    if (slash == std::string::npos) {
+      break;
+    }
+    p.resize(slash);
+  }
+  if (dir) {
+    return walk_over_;
+  }
+  const auto slash = path.rfind('/');
+  const std::string parent = slash == std::string::npos ? "" : path.substr(0, slash);
+  return walked_dirs_.count({root, parent}) != 0 && pending_files_.count({root, path}) == 0;
 }
 
 void Resyncer::observe(const Op& op) {
@@ -203,11 +236,18 @@ void Resyncer::observe(const Op& op) {
     return;
   }
   std::lock_guard<std::mutex> lock(mutex_);
-  if (op.root < redo_.size()) {
+  if (op.root >= redo_.size()) {
+    return;
+  }
+  // A rename of what the secondary already holds right moves it right there too; what the walk
+  // has not described yet may land where it has passed (the interception puts the source's
+  // file type in Rename's mode).
+  const bool dir = op.type == OpType::Rename && S_ISDIR(op.mode);
+  if (!describedLocked(op.root, op.path, dir)) {
     redo_[op.root].insert(op.path2);
-    if (op.type == OpType::Rename && (op.flags & RENAME_EXCHANGE)) {
-      redo_[op.root].insert(op.path);
-    }
+  }
+  if (op.type == OpType::Rename && (op.flags & RENAME_EXCHANGE)) {
+    redo_[op.root].insert(op.path);
   }
 }
 
@@ -224,7 +264,8 @@ ResyncProgress Resyncer::progress() const {
   p.bytes_copied = bytes_copied_;
   p.bytes_hashed = bytes_hashed_;
   p.entries = entries_;
-  p.seconds = std::chrono::duration<double>(time_.monotonicTime() - started_).count();
+  p.seconds =
+      started_ ? std::chrono::duration<double>(time_.monotonicTime() - start_time_).count() : 0;
   p.rate = p.seconds > 0 ? static_cast<double>(p.bytes_done) / p.seconds : 0;
   if (p.rate > 0 && p.bytes_total >= p.bytes_done) {
     p.eta_seconds = static_cast<double>(p.bytes_total - p.bytes_done) / p.rate;
@@ -242,6 +283,37 @@ void Resyncer::fail(const std::string& why) {
   stop_ = true;
   work_cv_.notify_all();
   idle_cv_.notify_all();
+}
+
+void Resyncer::submitXattrs(uint16_t root, const std::string& path, const XattrList& xattrs) {
+  if (xattrs.empty()) {
+    return;  // the Sync* record said so (kSyncNoXattrs)
+  }
+  // As many as fit in SyncXattrs (which removes the others), the rest one by one.
+  XattrList first;
+  size_t bytes = 0;
+  size_t i = 0;
+  for (; i < xattrs.size(); ++i) {
+    const size_t cost = xattrs[i].first.size() + xattrs[i].second.size() + 8;
+    if (bytes + cost > kListBytesPerRecord) {
+      break;
+    }
+    bytes += cost;
+    first.push_back(xattrs[i]);
+  }
+  Op op;
+  op.type = OpType::SyncXattrs;
+  op.path = path;
+  encodeXattrs(first, &op.data);
+  submit(root, std::move(op));
+  for (; i < xattrs.size(); ++i) {
+    Op x;
+    x.type = OpType::SetXattr;
+    x.path = path;
+    x.name = xattrs[i].first;
+    x.data = xattrs[i].second;
+    submit(root, std::move(x));
+  }
 }
 
 uint64_t Resyncer::submit(uint16_t root, Op op) {
@@ -314,15 +386,21 @@ void Resyncer::throttle(uint64_t bytes) {
   if (options_.bandwidth_kib_per_s == 0) {
     return;
   }
-  std::unique_lock<std::mutex> lock(mutex_);
-  throttled_bytes_ += bytes;
-  const double allowed = static_cast<double>(options_.bandwidth_kib_per_s) * 1024.0;
-  const double due = static_cast<double>(throttled_bytes_) / allowed;
-  const double elapsed =
-      std::chrono::duration<double>(time_.monotonicTime() - throttle_start_).count();
-  if (due > elapsed) {
-    // Sleep off the excess (woken early by a stop).
-    idle_cv_.wait_for(lock, std::chrono::duration<double>(due - elapsed));
+  double wait = 0;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    throttled_bytes_ += bytes;
+    const double allowed = static_cast<double>(options_.bandwidth_kib_per_s) * 1024.0;
+    const double due = static_cast<double>(throttled_bytes_) / allowed;
+    const double elapsed =
+        std::chrono::duration<double>(time_.monotonicTime() - throttle_start_).count();
+    wait = due - elapsed;
+  }
+  // The excess slept off, a slice at a time so that a stop ends it soon.
+  while (wait > 0 && !stop_) {
+    const double slice = std::min(wait, 0.05);
+    std::this_thread::sleep_for(std::chrono::duration<double>(slice));
+    wait -= slice;
   }
 }
 
@@ -338,6 +416,7 @@ void Resyncer::run() {
       std::lock_guard<std::mutex> lock(mutex_);
       phase_ = "renamed";
     }
+    walk_over_ = true;
     // Renamed or linked into places already walked: walk them again, until a round adds none.
     for (int round = 0; s.ok() && !stop_; ++round) {
       std::vector<std::set<std::string>> redo(roots_.size());
@@ -345,6 +424,7 @@ void Resyncer::run() {
         std::lock_guard<std::mutex> lock(mutex_);
         redo.swap(redo_);
         redo_.resize(roots_.size());
+        redo_active_ = redo;
       }
       bool any = false;
       for (uint16_t r = 0; r < redo.size() && s.ok(); ++r) {
@@ -354,6 +434,15 @@ void Resyncer::run() {
           if (!s.ok()) {
             break;
           }
+        }
+      }
+      if (!waitIdle()) {
+        break;
+      }
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        for (auto& a : redo_active_) {
+          a.clear();
         }
       }
       if (!any) {
@@ -378,7 +467,7 @@ void Resyncer::run() {
       std::lock_guard<std::mutex> lock(mutex_);
       phase_ = "finishing";
     }
-    hub_.setObserver(nullptr);
+    hub_.clearObserver(session_);
     const uint64_t marker = hub_.finishResync(session_);
     // The marker is acknowledged once the secondary applied everything before it.
     if (marker == 0 || !hub_.waitSessionAcked(session_, marker)) {
@@ -468,10 +557,19 @@ Status Resyncer::walkDir(uint16_t root, const std::string& path, std::vector<std
   const auto& replicated = roots_[root].replicated;
   std::vector<std::pair<std::string, bool>> files;  // regular files: (path, hard linked)
   Status status;
+  hub_.waitRoom(session_);
   fs.ordered([&] {
     const int root_fd = fs.rootFd();
     auto fd = openBeneath(root_fd, path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
     if (!fd.ok()) {
+      struct stat gone {};
+      const bool vanished =
+          ::fstatat(root_fd, path.empty() ? "." : path.c_str(), &gone, AT_SYMLINK_NOFOLLOW) != 0 ||
+          !S_ISDIR(gone.st_mode);
+      if (!vanished) {
+        // There but unreadable (no descriptor left, no memory): never skip a subtree.
+        status = fd.status();
+      }
       return;  // renamed or removed meanwhile: the live stream carried it
     }
     struct stat dst {};
@@ -524,14 +622,21 @@ Status Resyncer::walkDir(uint16_t root, const std::string& path, std::vector<std
     }
     ::closedir(d);
     const XattrList dir_xattrs = readXattrs(root_fd, path);
-    for (size_t at = 0; at == 0 || at < entries.size(); at += kEntriesPerRecord) {
+    // Split by bytes: a directory of long names would not fit one record.
+    size_t at = 0;
+    do {
+      size_t end = at;
+      size_t bytes = 0;
+      while (end < entries.size() && bytes + entries[end].name.size() + 8 < kListBytesPerRecord) {
+        bytes += entries[end].name.size() + 8;
+        ++end;
+      }
       Op op;
       op.type = OpType::SyncDir;
       op.path = path;
       op.mode = dst.st_mode;
       op.uid = dst.st_uid;
       op.gid = dst.st_gid;
-      const size_t end = std::min(entries.size(), at + kEntriesPerRecord);
       std::vector<DirEntry> part(entries.begin() + static_cast<std::ptrdiff_t>(at),
                                  entries.begin() + static_cast<std::ptrdiff_t>(end));
       encodeEntries(part, &op.data);
@@ -540,17 +645,9 @@ Status Resyncer::walkDir(uint16_t root, const std::string& path, std::vector<std
       if (submit(root, std::move(op)) == 0) {
         return;
       }
-      if (end >= entries.size()) {
-        break;
-      }
-    }
-    if (!dir_xattrs.empty()) {
-      Op x;
-      x.type = OpType::SyncXattrs;
-      x.path = path;
-      encodeXattrs(dir_xattrs, &x.data);
-      submit(root, std::move(x));
-    }
+      at = end;
+    } while (at < entries.size());
+    submitXattrs(root, path, dir_xattrs);
     for (const auto& [rel, st] : others) {
       Op op;
       op.path = rel;
@@ -577,13 +674,7 @@ Status Resyncer::walkDir(uint16_t root, const std::string& path, std::vector<std
       const XattrList x = readXattrs(root_fd, rel);
       op.flags = x.empty() ? kSyncNoXattrs : 0;
       submit(root, std::move(op));
-      if (!x.empty()) {
-        Op xop;
-        xop.type = OpType::SyncXattrs;
-        xop.path = rel;
-        encodeXattrs(x, &xop.data);
-        submit(root, std::move(xop));
-      }
+      submitXattrs(root, rel, x);
       ++entries_;
     }
   });
@@ -592,11 +683,23 @@ Status Resyncer::walkDir(uint16_t root, const std::string& path, std::vector<std
   {
     std::lock_guard<std::mutex> lock(mutex_);
     dirs_.emplace_back(root, path);
+    walked_dirs_.insert({root, path});
   }
   for (auto& [rel, linked] : files) {
-    enqueue([this, root, rel = rel, linked = linked] { syncFile(root, rel, linked); });
+    enqueueFile(root, rel, linked);
   }
   return okStatus();
+}
+
+void Resyncer::enqueueFile(uint16_t root, const std::string& path, bool hard_linked) {
+  {
+    std::unique_lock<std::mutex> lock(mutex_);
+    // The walk stays at most this far ahead of the copies: its queue holds paths.
+    idle_cv_.wait(lock, [this] { return stop_ || tasks_.size() < kMaxQueuedFiles; });
+    pending_files_.insert({root, path});
+    tasks_.push_back([this, root, path, hard_linked] { syncFile(root, path, hard_linked); });
+  }
+  work_cv_.notify_one();
 }
 
 bool Resyncer::linkToFirst(uint16_t root, const std::string& path, const struct stat& st) {
@@ -657,6 +760,7 @@ void Resyncer::syncFile(uint16_t root, const std::string& path, bool hard_linked
   }
   bool skipped = true;
   uint64_t size = 0;
+  hub_.waitRoom(session_);
   fs.ordered([&] {
     struct stat st {};
     if (::fstatat(root_fd, path.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) {
@@ -693,13 +797,7 @@ void Resyncer::syncFile(uint16_t root, const std::string& path, bool hard_linked
       return;
     }
     seqs.push_back(seq);
-    if (!x.empty()) {
-      Op xop;
-      xop.type = OpType::SyncXattrs;
-      xop.path = path;
-      encodeXattrs(x, &xop.data);
-      submit(root, std::move(xop));
-    }
+    submitXattrs(root, path, x);
     for (size_t i = 0; valid && i < digests.size(); i += kDigestsPerRecord) {
       Op v;
       v.type = OpType::VerifyBlocks;
@@ -741,6 +839,8 @@ void Resyncer::syncFile(uint16_t root, const std::string& path, bool hard_linked
   work_cv_.notify_all();
   if (skipped) {
     files_done_ += 1;
+    std::lock_guard<std::mutex> lock(mutex_);
+    pending_files_.erase({root, path});
     return;
   }
   // Answers that arrived while the records were being registered.
@@ -776,7 +876,13 @@ void Resyncer::onNeed(const NeedRanges& need) {
     if (f == files_.end()) {
       return;
     }
-    for (const auto& [offset, length] : need.ranges) {
+    // What the peer asks stops at the file's size (it asks whole blocks): nothing beyond.
+    const uint64_t limit = f->second.size;
+    for (auto [offset, length] : need.ranges) {
+      if (offset >= limit) {
+        continue;
+      }
+      length = std::min(length, limit - offset);
       for (uint64_t at = offset; at < offset + length; at += kCopyChunk) {
         ++f->second.copies;
         const uint64_t n = std::min<uint64_t>(kCopyChunk, offset + length - at);
@@ -813,25 +919,38 @@ void Resyncer::copyRange(uint64_t file_id, uint64_t offset, uint64_t length) {
   ssize_t got = -1;
   bool hole = false;
   struct stat read_st {};
+  throttle(length);
   const uint64_t before = hub_.lastSeq();
-  if (auto fd = openForReading(root_fd, path); fd.ok() && ::fstat(fd->get(), &read_st) == 0) {
+  // Kept open until the check below: an inode held open cannot be freed, so its number cannot
+  // come back as another file's meanwhile.
+  auto fd = openForReading(root_fd, path);
+  if (fd.ok() && ::fstat(fd->get(), &read_st) == 0) {
     hole = isHole(fd->get(), offset, length, read_st);
     if (!hole) {
-      throttle(length);
       got = readFully(fd->get(), data.data(), data.size(), offset);
     }
   }
+  hub_.waitRoom(session_);
+  Status error;
   fs.ordered([&] {
     struct stat st {};
     if (::fstatat(root_fd, path.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) {
       return;  // gone: the live stream removed it on the secondary too
     }
-    if ((got < 0 && !hole) || st.st_ino != read_st.st_ino || st.st_dev != read_st.st_dev ||
-        fs.lastDataChange(st.st_dev, st.st_ino) > before) {
+    if (!fd.ok() || got < 0 || read_st.st_nlink == 0 || st.st_ino != read_st.st_ino ||
+        st.st_dev != read_st.st_dev || fs.lastDataChange(st.st_dev, st.st_ino) > before) {
       // Changed while being read: read it again, now that nothing can change it.
-      auto fd = openForReading(root_fd, path);
-      hole = fd.ok() && isHole(fd->get(), offset, length, st);
-      got = fd.ok() && !hole ? readFully(fd->get(), data.data(), data.size(), offset) : -1;
+      auto again = openForReading(root_fd, path);
+      if (!again.ok()) {
+        error = again.status();
+        return;
+      }
+      hole = isHole(again->get(), offset, length, st);
+      got = hole ? 0 : readFully(again->get(), data.data(), data.size(), offset);
+      if (got < 0) {
+        error = errnoStatus("reading " + path, errno);
+        return;
+      }
     }
     Op op;
     op.path = path;
@@ -844,7 +963,7 @@ void Resyncer::copyRange(uint64_t file_id, uint64_t offset, uint64_t length) {
       submit(root, std::move(op));
       return;
     }
-    if (got <= 0) {
+    if (got == 0) {
       return;  // beyond the end now: a live truncate said it
     }
     op.type = OpType::Write;
@@ -853,6 +972,9 @@ void Resyncer::copyRange(uint64_t file_id, uint64_t offset, uint64_t length) {
       bytes_copied_ += static_cast<uint64_t>(got);
     }
   });
+  if (!error.ok()) {
+    fail("copying " + path + ": " + error.message());
+  }
   {
     std::lock_guard<std::mutex> lock(mutex_);
     auto f = files_.find(file_id);
@@ -886,6 +1008,7 @@ void Resyncer::finishFile(uint64_t file_id) {
     files_.erase(it);
   }
   FuseFs& fs = *roots_[f.root].fs;
+  hub_.waitRoom(session_);
   fs.ordered([&] {
     struct stat st {};
     if (::fstatat(fs.rootFd(), f.path.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
@@ -896,6 +1019,10 @@ void Resyncer::finishFile(uint64_t file_id) {
   });
   files_done_ += 1;
   bytes_done_ += f.size;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    pending_files_.erase({f.root, f.path});
+  }
   idle_cv_.notify_all();
 }
 

@@ -85,12 +85,16 @@ class Resyncer {
     // Once: the marker is acknowledged (ok), or the reintegration failed.
     std::function<void(bool ok, const std::string& detail)> done;
   };
-  Resyncer(std::vector<ResyncRoot> roots, Hub& hub, const StreamSender* session,
-           ResyncOptions options, TimeSource& time, Events events);
+  // `session`: the hub's id of the session to reintegrate.
+  Resyncer(std::vector<ResyncRoot> roots, Hub& hub, uint64_t session, ResyncOptions options,
+           TimeSource& time, Events events);
   ~Resyncer();  // stops and joins
 
   // What the secondary has (a manifest without digests), before start().
   void setHint(uint16_t root, const Manifest& hint);
+  // The secondary sent no hints (too large a tree): every file is compared.
+  void noHints() { no_hints_ = true; }
+  // Once; later calls (a peer repeating itself) do nothing.
   void start();
   void onNeed(const NeedRanges& need);
   // Every operation the hub submits while the reintegration runs (renames, links).
@@ -127,11 +131,13 @@ class Resyncer {
   // Under the ordering lock: a SyncLink when (dev, ino) was described under another name.
   bool linkToFirst(uint16_t root, const std::string& path, const struct stat& st);
   void syncFile(uint16_t root, const std::string& path, bool hard_linked);
+  void enqueueFile(uint16_t root, const std::string& path, bool hard_linked);
   void copyRange(uint64_t file_id, uint64_t offset, uint64_t length);
   void fileStep(uint64_t file_id);  // a reply or a copy finished: maybe finish the file
   void finishFile(uint64_t file_id);
   Status linksAndTimes();
   uint64_t submit(uint16_t root, Op op);
+  void submitXattrs(uint16_t root, const std::string& path, const XattrList& xattrs);
   void enqueue(std::function<void()> task);
   void worker();
   bool waitIdle();  // false when stopped
@@ -139,14 +145,18 @@ class Resyncer {
   void throttle(uint64_t bytes);
   void maybeReport();
   bool hintedMissing(uint16_t root, const std::string& path) const;
+  bool describedLocked(uint16_t root, const std::string& path, bool dir) const;
 
   std::vector<ResyncRoot> roots_;
   Hub& hub_;
-  const StreamSender* const session_;
+  const uint64_t session_;
+  bool started_ = false;
+  bool no_hints_ = false;
   const ResyncOptions options_;
   TimeSource& time_;
   Events events_;
-  MonotonicTime started_;
+  MonotonicTime start_time_;
+  std::atomic<bool> walk_over_{false};  // the first pass is done (redo rounds follow)
 
   std::vector<std::unordered_map<std::string, HintEntry>> hints_;
   std::atomic<bool> stop_{false};
@@ -166,7 +176,12 @@ class Resyncer {
   std::vector<NeedRanges> early_;            // answers that came before their file was registered
   uint64_t next_file_ = 1;                   // mutex_
   std::vector<std::set<std::string>> redo_;  // rename/link destinations; mutex_
-  std::vector<LinkLater> links_;             // mutex_
+  std::vector<std::set<std::string>> redo_active_;  // the redo round being walked; mutex_
+  // What the walk has finished describing, so that a rename of it (which moves right state on
+  // the secondary too) needs no second look.
+  std::set<std::pair<uint16_t, std::string>> walked_dirs_;    // mutex_
+  std::set<std::pair<uint16_t, std::string>> pending_files_;  // queued or in progress; mutex_
+  std::vector<LinkLater> links_;                              // mutex_
   std::map<std::pair<uint16_t, std::pair<dev_t, ino_t>>, std::string> first_names_;  // mutex_
   std::vector<std::pair<uint16_t, std::string>> dirs_;  // walked directories, for their times
   std::string failure_;                                 // mutex_

@@ -93,7 +93,13 @@ Result<ServiceOptions> loadOptions(const halo::Paths& paths, const std::string& 
   }
   o.link.module_id = static_cast<uint16_t>(setup.module_id);
   o.link.send_timeout = rfs.sendtimeout;
-  o.lock_timeout = rfs.locktimeout;
+  // The fence must outlast the secondary's own decision that it is outdated (its heartbeat
+  // timeout and a margin), or it would lift before it means anything.
+  halo::Millis heartbeat_timeout{0};
+  for (const auto& hb : cfg.heart->heartbeats) {
+    heartbeat_timeout = std::max(heartbeat_timeout, hb.timeout);
+  }
+  o.lock_timeout = std::max(rfs.locktimeout, heartbeat_timeout + halo::Millis(2000));
   o.local_addr = addrs.local;
   o.peer_addr = addrs.peer;
   o.port = halo::portsForModuleId(setup.module_id).rfs_tcp_first;

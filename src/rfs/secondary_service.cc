@@ -9,6 +9,7 @@ namespace halo::rfs {
 
 namespace {
 constexpr Millis kRetryEvery{200};
+constexpr size_t kMaxHintEntries = 2000000;  // well under a frame's bound
 }  // namespace
 
 Result<std::unique_ptr<SecondaryService>> SecondaryService::start(ServiceOptions options,
@@ -57,6 +58,7 @@ Status SecondaryService::begin() {
     if (!a.ok()) {
       return a.status();
     }
+    HALO_RETURN_IF_ERROR(checkTocheck((*a)->rootFd(), d));
     (*a)->setTolerant(true);  // every session starts with a reintegration
     appliers_.push_back(std::move(*a));
   }
@@ -179,18 +181,26 @@ void SecondaryService::connect() {
                (count > 1 ? "s" : "") + "): reintegration",
            'I'});
   // What this node holds, so that the primary sends missing files without comparing them.
-  for (size_t i = 0; i < appliers_.size() && !stopping_; ++i) {
+  // A tree too large for one frame gets none: every file is compared then.
+  std::vector<std::string> hints;
+  bool compare_all = false;
+  for (size_t i = 0; i < appliers_.size() && !stopping_ && !compare_all; ++i) {
     WalkOptions o;
     o.block_digests = false;
     o.include = options_.dirs[i].replicated;
     auto walk = walkTree("/proc/self/fd/" + std::to_string(appliers_[i]->rootFd()), o);
-    Manifest empty;
-    const std::string bytes = encodeManifest(walk.ok() ? walk->manifest : empty);
-    if (!receiver_->sendFrame(FrameType::Hint, encodeRooted(static_cast<uint16_t>(i), bytes))) {
+    if (!walk.ok() || walk->manifest.entries.size() > kMaxHintEntries) {
+      compare_all = true;
+      break;
+    }
+    hints.push_back(encodeRooted(static_cast<uint16_t>(i), encodeManifest(walk->manifest)));
+  }
+  for (size_t i = 0; !compare_all && i < hints.size(); ++i) {
+    if (!receiver_->sendFrame(FrameType::Hint, hints[i])) {
       return;
     }
   }
-  receiver_->sendFrame(FrameType::HintsDone, "");
+  receiver_->sendFrame(FrameType::HintsDone, compare_all ? "compare" : "");
 }
 
 nlohmann::json SecondaryService::status() const {

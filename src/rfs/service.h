@@ -58,7 +58,7 @@ struct ServiceOptions {
   // fullsync: the (next) reintegration sends every file whole (the secondary asks it in its
   // hello; the primary applies it to its next session).
   bool full = false;
-  Millis connect_for{10000};   // how long it tries to reach the primary
+  Millis connect_for{10000};  // how long it tries to reach the primary
 };
 
 struct ServiceEvent {

@@ -362,6 +362,12 @@ void StreamSender::send(const Op& op) {
   if (lost_) {
     return;
   }
+  if (Status v = validateOp(op); !v.ok()) {
+    // A record the peer would refuse (over a bound): a bug here, not the peer's.
+    lock.unlock();
+    declareLost("internal error: an unsendable record: " + v.message());
+    return;
+  }
   std::string record;
   encodeOp(op, &record);
   queued_bytes_ += record.size();
@@ -385,7 +391,6 @@ bool StreamSender::waitAcked(uint64_t seq) {
 }
 
 void StreamSender::declareLost(const std::string& why) {
-  bool tell = false;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (lost_) {
@@ -395,16 +400,23 @@ void StreamSender::declareLost(const std::string& why) {
     lost_reason_ = why;
     queue_.clear();
     queued_bytes_ = 0;
-    tell = !closing_;
   }
+  // The reader thread wakes up from its read and reports it (readLoop's end).
   for (auto& c : channels_) {
     c->shutdown();
   }
   queued_cv_.notify_all();
   space_cv_.notify_all();
   acked_cv_.notify_all();
-  if (tell && events_.lost) {
-    events_.lost(why);
+}
+
+void StreamSender::waitRoom() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  const auto deadline = time_.monotonicTime() + options_.send_timeout;
+  while (!lost_ && queued_bytes_ > options_.queue_limit / 2) {
+    if (space_cv_.wait_until(lock, deadline) == std::cv_status::timeout) {
+      return;  // send() decides
+    }
   }
 }
 
@@ -442,6 +454,20 @@ void StreamSender::sendLoop(size_t index) {
 }
 
 void StreamSender::readLoop() {
+  readFrames();
+  bool tell = false;
+  std::string why;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    tell = !closing_;
+    why = lost_reason_;
+  }
+  if (tell && events_.lost) {
+    events_.lost(why);
+  }
+}
+
+void StreamSender::readFrames() {
   std::string buffer;
   std::string chunk(64 * 1024, '\0');
   while (!lost_) {
@@ -511,7 +537,7 @@ void StreamSender::handleFrame(const Frame& f) {
     }
     case FrameType::HintsDone:
       if (events_.hints_done) {
-        events_.hints_done();
+        events_.hints_done(f.payload == "compare");
       }
       return;
     case FrameType::Error:

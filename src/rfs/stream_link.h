@@ -94,8 +94,11 @@ class StreamSender {
   struct Events {
     std::function<void(NeedRanges)> need;
     std::function<void(uint16_t root, std::string manifest)> hint;
-    std::function<void()> hints_done;
-    std::function<void(const std::string& why)> lost;  // once
+    // compare_all: the secondary sent no hints (too large a tree): compare every file.
+    std::function<void(bool compare_all)> hints_done;
+    // Once, on the session's reader thread (never on a caller of send or waitAcked, which may
+    // hold locks the handler needs).
+    std::function<void(const std::string& why)> lost;
   };
   // `greeting` is written first on every connection (the primary's answer to each hello).
   static std::unique_ptr<StreamSender> start(std::vector<std::unique_ptr<Channel>> channels,
@@ -110,6 +113,8 @@ class StreamSender {
   // Returns once every record up to `seq` is acknowledged (true), or the link is lost (false);
   // not acknowledged within send_timeout declares it lost.
   bool waitAcked(uint64_t seq);
+  // Returns once the queue is at most half full (or the link is lost; bounded by send_timeout).
+  void waitRoom();
   // Ends the session (no lost event).
   void close();
 
@@ -123,6 +128,7 @@ class StreamSender {
                LinkOptions options, TimeSource& time, Events events, std::string greeting);
   void sendLoop(size_t index);
   void readLoop();
+  void readFrames();
   void declareLost(const std::string& why);
   void handleFrame(const Frame& f);
 

@@ -25,7 +25,6 @@
 
 namespace halo::rfs {
 
-
 struct TreeEntry {
   std::string path;          // relative to the root, components joined by '/'; "" is the root
   mode_t type_and_mode = 0;  // st_mode: S_IFMT bits and permission bits
