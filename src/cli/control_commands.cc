@@ -193,6 +193,42 @@ int controlWait(Cli& cli, const std::string& kind, const std::string& state,
 
 namespace {
 
+// Replicated directories: the replication process, its session, the reintegration's progress.
+void printReplication(const nlohmann::json& r) {
+  const std::string process = r.value("process", "stopped");
+  std::cout << "  replication: process " << process;
+  if (process == "primary") {
+    std::cout << (r.value("session", false)
+                      ? (r.value("synced", false) ? ", secondary in sync"
+                                                  : ", secondary reintegrating")
+                      : ", no secondary connected")
+              << (r.value("fenced", false)
+                      ? ", FENCED (acknowledgements wait until the secondary is outdated)"
+                      : "")
+              << "; replication " << r.value("rep_bandwidth_kib_s", int64_t{0})
+              << " KB/s, reintegration " << r.value("rei_bandwidth_kib_s", int64_t{0})
+              << " KB/s";
+  } else if (process == "secondary") {
+    std::cout << ", " << r.value("state", "?");
+    if (r.contains("end_reason")) {
+      std::cout << " (" << r.value("end_reason", "") << ")";
+    }
+  }
+  std::cout << "\n";
+  if (r.contains("reintegration")) {
+    const auto& p = r["reintegration"];
+    std::cout << "  reintegration: " << p.value("text", "");
+    if (p.contains("phase")) {
+      std::cout << " [" << p.value("phase", "") << ", " << p.value("bytes_copied", uint64_t{0})
+                << " bytes copied]";
+    }
+    std::cout << "\n";
+  }
+  for (const auto& d : r.value("dirs", nlohmann::json::array())) {
+    std::cout << "  replicated:  " << d.get<std::string>() << "\n";
+  }
+}
+
 // The mirror part of `halo state -v`: peer, data generation, heartbeat counters, VIPs.
 void printMirror(const nlohmann::json& m) {
   const auto& g = m["generation"];
@@ -233,6 +269,9 @@ void printMirror(const nlohmann::json& m) {
     std::cout << "  vip:       " << v.value("addr", "") << " on " << v.value("interface", "?")
               << (v.value("present", false) ? " present" : " absent")
               << (v.value("owned", false) ? " (added by this node)" : "") << "\n";
+  }
+  if (m.contains("rfs")) {
+    printReplication(m["rfs"]);
   }
 }
 
