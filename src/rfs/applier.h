@@ -26,6 +26,7 @@
 
 #include "base/status.h"
 #include "rfs/op.h"
+#include "rfs/path_filter.h"
 
 namespace halo::rfs {
 
@@ -45,7 +46,7 @@ struct ApplierOptions {
   uint16_t root = 0;           // this directory's index in the module's <rfs>
   // Relative path -> replicated (the <notreplicated> filter). What it excludes belongs to this
   // node alone: a SyncDir never removes it. Null: everything is replicated.
-  std::function<bool(std::string_view)> replicated;
+  PathFilter replicated;
   // Receives the answers of SyncFile and VerifyBlocks (required when the stream has them).
   std::function<void(NeedRanges)> on_need;
 };

@@ -265,7 +265,7 @@ Status Applier::applySyncDir(const Op& op) {
   HALO_ASSIGN_OR_RETURN(auto present, listEntries(dir.get()));
   for (const auto& e : present) {
     const std::string rel = childOf(op.path, e.name);
-    if (options_.replicated && !options_.replicated(rel)) {
+    if (options_.replicated && !options_.replicated(rel, e.type == S_IFDIR)) {
       continue;  // this node's own, never the primary's to remove
     }
     auto it = want.find(e.name);

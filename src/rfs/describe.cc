@@ -57,10 +57,13 @@ uint64_t xattrs(int root_fd, const std::string& rel, const std::function<uint64_
 }
 
 uint64_t describe(int root_fd, const std::string& rel, const std::function<uint64_t(Op)>& submit,
-                  const std::function<bool(std::string_view)>& replicated, int depth) {
+                  const PathFilter& replicated, int depth) {
   struct stat st {};
   if (depth > kMaxDepth || ::fstatat(root_fd, rel.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
     return 0;
+  }
+  if (depth > 0 && replicated && !replicated(rel, S_ISDIR(st.st_mode))) {
+    return 0;  // (the caller decided for the top)
   }
   Op op;
   op.path = rel;
@@ -91,10 +94,7 @@ uint64_t describe(int root_fd, const std::string& rel, const std::function<uint6
       ::closedir(d);
     }
     for (const auto& name : names) {
-      const std::string child = rel + "/" + name;
-      if (!replicated || replicated(child)) {
-        seq = std::max(seq, describe(root_fd, child, submit, replicated, depth + 1));
-      }
+      seq = std::max(seq, describe(root_fd, rel + "/" + name, submit, replicated, depth + 1));
     }
   } else if (S_ISREG(st.st_mode)) {
     op.type = OpType::Create;
@@ -162,7 +162,7 @@ uint64_t describe(int root_fd, const std::string& rel, const std::function<uint6
 
 uint64_t describeForPeer(int root_fd, const std::string& rel,
                          const std::function<uint64_t(Op)>& submit,
-                         const std::function<bool(std::string_view)>& replicated) {
+                         const PathFilter& replicated) {
   return describe(root_fd, rel, submit, replicated, 0);
 }
 

@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "rfs/op.h"
+#include "rfs/path_filter.h"
 
 namespace halo::rfs {
 
@@ -17,6 +18,6 @@ namespace halo::rfs {
 // every replicated entry below it. Returns the last sequence number submitted (0: none).
 uint64_t describeForPeer(int root_fd, const std::string& rel,
                          const std::function<uint64_t(Op)>& submit,
-                         const std::function<bool(std::string_view)>& replicated);
+                         const PathFilter& replicated);
 
 }  // namespace halo::rfs

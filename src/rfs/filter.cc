@@ -28,18 +28,14 @@ Result<std::unique_ptr<ReplicationFilter>> ReplicationFilter::create(
       f->paths_.push_back(std::move(p));
       continue;
     }
-    if (n.only_matching) {
-      return invalidArgument(where + "regexpath '!" + n.regexpath +
-                             "' (replicate only what matches) is not supported yet; list the "
-                             "exclusions instead");
-    }
     auto r = std::make_unique<Regex>();
     if (int rc = regcomp(&r->compiled, n.regexpath.c_str(), REG_EXTENDED | REG_NOSUB); rc != 0) {
       char msg[256];
       regerror(rc, &r->compiled, msg, sizeof msg);
-      return invalidArgument(where + "regexpath '" + n.regexpath + "': " + msg);
+      return invalidArgument(where + "regexpath '" + std::string(n.only_matching ? "!" : "") +
+                             n.regexpath + "': " + msg);
     }
-    f->regexes_.push_back(std::move(r));
+    (n.only_matching ? f->only_ : f->regexes_).push_back(std::move(r));
   }
   return f;
 }
@@ -62,7 +58,7 @@ bool ReplicationFilter::excludedItself(std::string_view rel_path) const {
   return false;
 }
 
-bool ReplicationFilter::replicated(std::string_view rel_path) const {
+bool ReplicationFilter::replicated(std::string_view rel_path, bool is_dir) const {
   if (excludesNothing() || rel_path.empty()) {
     return true;  // the replicated directory itself always is
   }
@@ -72,9 +68,20 @@ bool ReplicationFilter::replicated(std::string_view rel_path) const {
       return false;
     }
     if (end == std::string_view::npos) {
+      break;
+    }
+  }
+  // "!regex": of what is not excluded, only matching files; every directory, which may hold some.
+  if (only_.empty() || is_dir) {
+    return true;
+  }
+  const std::string text(rel_path);
+  for (const auto& r : only_) {
+    if (regexec(&r->compiled, text.c_str(), 0, nullptr, 0) == 0) {
       return true;
     }
   }
+  return false;
 }
 
 }  // namespace halo::rfs

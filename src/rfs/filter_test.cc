@@ -31,32 +31,44 @@ TEST(ReplicationFilterTest, NoRuleReplicatesEverything) {
   auto f = ReplicationFilter::create(dir({}));
   ASSERT_TRUE(f.ok());
   EXPECT_TRUE((*f)->excludesNothing());
-  EXPECT_TRUE((*f)->replicated(""));
-  EXPECT_TRUE((*f)->replicated("a/b/c"));
+  EXPECT_TRUE((*f)->replicated("", false));
+  EXPECT_TRUE((*f)->replicated("a/b/c", false));
 }
 
 TEST(ReplicationFilterTest, PathExcludesItsSubtreeOnly) {
   auto f = ReplicationFilter::create(dir({path("pg_stat_tmp/"), path("logs/debug")}));
   ASSERT_TRUE(f.ok()) << f.status().message();
-  EXPECT_FALSE((*f)->replicated("pg_stat_tmp"));
-  EXPECT_FALSE((*f)->replicated("pg_stat_tmp/global.stat"));
-  EXPECT_TRUE((*f)->replicated("pg_stat_tmp2"));  // a prefix of a name is not an ancestor
-  EXPECT_TRUE((*f)->replicated("base/pg_stat_tmp"));
-  EXPECT_FALSE((*f)->replicated("logs/debug/1.log"));
-  EXPECT_TRUE((*f)->replicated("logs/info.log"));
-  EXPECT_TRUE((*f)->replicated(""));
+  EXPECT_FALSE((*f)->replicated("pg_stat_tmp", false));
+  EXPECT_FALSE((*f)->replicated("pg_stat_tmp/global.stat", false));
+  EXPECT_TRUE((*f)->replicated("pg_stat_tmp2", false));  // a prefix of a name is not an ancestor
+  EXPECT_TRUE((*f)->replicated("base/pg_stat_tmp", false));
+  EXPECT_FALSE((*f)->replicated("logs/debug/1.log", false));
+  EXPECT_TRUE((*f)->replicated("logs/info.log", false));
+  EXPECT_TRUE((*f)->replicated("", false));
 }
 
 TEST(ReplicationFilterTest, RegexExcludesMatchesAndWhatIsBelowAMatchingDirectory) {
   auto f = ReplicationFilter::create(dir({regex("\\.tmp$"), regex("^cache(/|$)")}));
   ASSERT_TRUE(f.ok()) << f.status().message();
-  EXPECT_FALSE((*f)->replicated("a/b/file.tmp"));
-  EXPECT_TRUE((*f)->replicated("a/b/file.tmpx"));
-  EXPECT_FALSE((*f)->replicated("cache"));
-  EXPECT_FALSE((*f)->replicated("cache/x/y"));
-  EXPECT_TRUE((*f)->replicated("nocache/x"));
+  EXPECT_FALSE((*f)->replicated("a/b/file.tmp", false));
+  EXPECT_TRUE((*f)->replicated("a/b/file.tmpx", false));
+  EXPECT_FALSE((*f)->replicated("cache", false));
+  EXPECT_FALSE((*f)->replicated("cache/x/y", false));
+  EXPECT_TRUE((*f)->replicated("nocache/x", false));
   // A directory named *.tmp takes its contents with it.
-  EXPECT_FALSE((*f)->replicated("build.tmp/obj/a.o"));
+  EXPECT_FALSE((*f)->replicated("build.tmp/obj/a.o", false));
+}
+
+TEST(ReplicationFilterTest, BangRegexReplicatesOnlyMatchingFilesAndEveryDirectory) {
+  auto f = ReplicationFilter::create(dir({regex("\\.db$", true), path("scratch")}));
+  ASSERT_TRUE(f.ok()) << f.status().message();
+  EXPECT_FALSE((*f)->excludesNothing());
+  EXPECT_TRUE((*f)->replicated("data/app.db", false));
+  EXPECT_FALSE((*f)->replicated("data/app.log", false));
+  EXPECT_TRUE((*f)->replicated("data", true));  // it holds app.db
+  EXPECT_TRUE((*f)->replicated("data/sub.d", true));
+  EXPECT_FALSE((*f)->replicated("scratch/x.db", false));  // excluded wins
+  EXPECT_FALSE((*f)->replicated("scratch", true));
 }
 
 TEST(ReplicationFilterTest, BadRulesNameTheLine) {
@@ -64,9 +76,9 @@ TEST(ReplicationFilterTest, BadRulesNameTheLine) {
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("line 12: regexpath '('"), std::string::npos)
       << bad.status().message();
-  auto only = ReplicationFilter::create(dir({regex("\\.conf$", true, 7)}));
+  auto only = ReplicationFilter::create(dir({regex("([", true, 7)}));
   ASSERT_FALSE(only.ok());
-  EXPECT_NE(only.status().message().find("line 7: regexpath '!\\.conf$'"), std::string::npos)
+  EXPECT_NE(only.status().message().find("line 7: regexpath '!(['"), std::string::npos)
       << only.status().message();
   auto absolute = ReplicationFilter::create(dir({path("/etc", 9)}));
   ASSERT_FALSE(absolute.ok());

@@ -50,6 +50,7 @@ struct Node {
   uint64_t id = 0;
   dev_t dev = 0;
   ino_t ino = 0;
+  bool dir = false;
   bool in_dev_map = true;  // false once the real inode may be reused (last link removed)
   uint64_t nlookup = 0;    // the kernel's lookup count (forget decrements it)
   uint64_t children = 0;   // links of other nodes that name this one as their parent
@@ -202,8 +203,13 @@ class FuseFs::Impl {
   }
   std::optional<std::string> pathOf(uint64_t id);
   std::optional<std::string> childPath(uint64_t parent, const char* name);
-  bool replicated(const std::string& rel) const {
-    return !options_.replicated || options_.replicated(rel);
+  bool replicated(const std::string& rel, bool dir = false) const {
+    return !options_.replicated || options_.replicated(rel, dir);
+  }
+  // For an operation on an inode of either type.
+  bool replicatedNode(const std::string& rel, uint64_t id) {
+    Node* n = node(id);
+    return replicated(rel, n != nullptr && n->dir);
   }
   Node& nodeFor(const struct stat& st);
   void addLink(Node& n, uint64_t parent, const std::string& name);
@@ -310,6 +316,7 @@ Node& FuseFs::Impl::nodeFor(const struct stat& st) {
   n->id = next_id_++;
   n->dev = st.st_dev;
   n->ino = st.st_ino;
+  n->dir = S_ISDIR(st.st_mode);
   // Known only from now on: whatever changed it before counts as recent (lastDataChange).
   n->last_write_seq = untracked_write_max_;
   Node& ref = *n;
@@ -660,7 +667,7 @@ void FuseFs::Impl::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, in
     }
   }
   // What was applied is replicated even if a later part failed: the stream mirrors the disk.
-  if (op.flags != 0 && path && replicated(*path)) {
+  if (op.flags != 0 && path && replicatedNode(*path, ino)) {
     bool size_changed = (op.flags & kSetSize) != 0;
     op.path = *path;
     uint64_t seq = submit(std::move(op));
@@ -730,7 +737,7 @@ void FuseFs::Impl::makeNode(fuse_req_t req, fuse_ino_t parent, const char* name,
         st.st_mode = mode;
       }
       // A node that exists locally exists in the stream, even if adopting it failed half way.
-      if (r == 0 && replicated(*path)) {
+      if (r == 0 && replicated(*path, S_ISDIR(mode))) {
         Op op;
         op.path = *path;
         op.uid = st.st_uid;
@@ -791,7 +798,7 @@ void FuseFs::Impl::unlink(fuse_req_t req, fuse_ino_t parent, const char* name, b
         }
         maybeErase(id);
       }
-      if (replicated(*path)) {
+      if (replicated(*path, dir)) {
         Op op;
         op.type = dir ? OpType::Rmdir : OpType::Unlink;
         op.path = *path;
@@ -856,8 +863,8 @@ void FuseFs::Impl::rename(fuse_req_t req, fuse_ino_t parent, const char* name, f
           maybeErase(moved);
         }
       }
-      bool r1 = replicated(*from);
-      bool r2 = replicated(*to);
+      bool r1 = replicated(*from, S_ISDIR(from_st.st_mode));
+      bool r2 = replicated(*to, S_ISDIR(from_st.st_mode));
       Op op;
       op.path = *from;
       if (r1 && r2) {
@@ -1183,7 +1190,7 @@ void FuseFs::Impl::fsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file
   if (!options_.read_only) {
     std::lock_guard lock(mu_);
     auto path = pathOf(ino);
-    if (path && replicated(*path)) {
+    if (path && replicated(*path, dir)) {
       Op op;
       op.type = OpType::Fsync;
       op.path = *path;
@@ -1308,7 +1315,7 @@ void FuseFs::Impl::setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, co
       err = ENOENT;
     } else if (xattrSet(*path, name, value, size, flags) < 0) {
       err = errno;
-    } else if (replicated(*path)) {
+    } else if (replicatedNode(*path, ino)) {
       Op op;
       op.type = OpType::SetXattr;
       op.path = *path;
@@ -1387,7 +1394,7 @@ void FuseFs::Impl::removexattr(fuse_req_t req, fuse_ino_t ino, const char* name)
       err = ENOENT;
     } else if (xattrRemove(*path, name) < 0) {
       err = errno;
-    } else if (replicated(*path)) {
+    } else if (replicatedNode(*path, ino)) {
       Op op;
       op.type = OpType::RemoveXattr;
       op.path = *path;

@@ -19,6 +19,7 @@
 #include <string_view>
 
 #include "base/status.h"
+#include "rfs/path_filter.h"
 #include "rfs/sink.h"
 
 namespace halo::rfs {
@@ -26,7 +27,7 @@ namespace halo::rfs {
 struct FuseOptions {
   std::string dir;  // the replicated directory; the mount covers it at the same path
   // Relative path -> replicated or not (notreplicated exclusions). Null: everything is.
-  std::function<bool(std::string_view rel_path)> replicated;
+  PathFilter replicated;
   bool read_only = false;
   unsigned threads = 8;  // FUSE worker threads (clone_fd multithreaded loop)
 };

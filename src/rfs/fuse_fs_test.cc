@@ -277,9 +277,13 @@ class FuseFsTest : public ::testing::Test {
   }
 
   void mountFs(std::function<bool(std::string_view)> replicated = nullptr, bool read_only = false) {
+    PathFilter filter;
+    if (replicated) {
+      filter = [replicated](std::string_view p, bool) { return replicated(p); };
+    }
     FuseOptions options;
     options.dir = dir_;
-    options.replicated = std::move(replicated);
+    options.replicated = std::move(filter);
     options.read_only = read_only;
     auto r = FuseFs::mount(options, sink_);
     ASSERT_TRUE(r.ok()) << r.status().toString();

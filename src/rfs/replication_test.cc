@@ -175,7 +175,7 @@ class ReplicationTest : public ::testing::Test {
   std::string tmp_;
   std::string primary_;
   std::string secondary_;
-  std::function<bool(std::string_view)> replicated_;
+  PathFilter replicated_;
   unsigned connections_ = 1;
   Events primary_events_;
   Events secondary_events_;
@@ -334,7 +334,7 @@ TEST_F(ReplicationTest, SeveralConnections) {
 
 // <notreplicated>: what is excluded stays on its node, on both sides.
 TEST_F(ReplicationTest, NotReplicatedPathsStayLocal) {
-  replicated_ = [](std::string_view p) { return p != "tmp" && p.rfind("tmp/", 0) != 0; };
+  replicated_ = [](std::string_view p, bool) { return p != "tmp" && p.rfind("tmp/", 0) != 0; };
   ASSERT_EQ(
       sh("set -e; mkdir -p '" + secondary_ + "/tmp'; echo mine > '" + secondary_ + "/tmp/local'"),
       0);
@@ -357,6 +357,22 @@ TEST_F(ReplicationTest, NotReplicatedPathsStayLocal) {
   EXPECT_EQ(std::filesystem::file_size(secondary_ + "/big"), 3u << 20);
   EXPECT_TRUE(std::filesystem::exists(secondary_ + "/h"));
   EXPECT_FALSE(std::filesystem::exists(secondary_ + "/out"));  // moved out: gone there too
+}
+
+// "!regex" (replicate only what matches): matching files, and every directory to hold them.
+TEST_F(ReplicationTest, OnlyMatchingFilesAreReplicated) {
+  replicated_ = [](std::string_view p, bool dir) { return dir || p.ends_with(".db"); };
+  ASSERT_EQ(sh("set -e; cd '" + primary_ + "'; echo 1 > old.db; echo 2 > old.log"), 0);
+  startPair();
+  ASSERT_EQ(sh("set -e; cd '" + primary_ + "'; mkdir -p d/e; echo 3 > d/e/new.db; "
+               "echo 4 > d/e/new.log; mv old.log moved.db; mv d/e/new.db d/e/renamed.log"),
+            0);
+  expectIdenticalTrees();
+  EXPECT_TRUE(std::filesystem::exists(secondary_ + "/old.db"));
+  EXPECT_TRUE(std::filesystem::exists(secondary_ + "/moved.db"));  // came in by its new name
+  EXPECT_TRUE(std::filesystem::is_directory(secondary_ + "/d/e"));
+  EXPECT_FALSE(std::filesystem::exists(secondary_ + "/d/e/new.log"));
+  EXPECT_FALSE(std::filesystem::exists(secondary_ + "/d/e/renamed.log"));  // went out by it
 }
 
 // Losing the secondary never fails the application's operation (the session was not synced

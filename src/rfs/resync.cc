@@ -523,7 +523,7 @@ Status Resyncer::walkRoot(uint16_t root, const std::string& top) {
       present = ::fstatat(roots_[root].fs->rootFd(), top.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
       is_dir = present && S_ISDIR(st.st_mode);
     });
-    if (!present || (roots_[root].replicated && !roots_[root].replicated(top))) {
+    if (!present || (roots_[root].replicated && !roots_[root].replicated(top, is_dir))) {
       return okStatus();  // gone again, or not replicated: the live stream said all
     }
     if (!is_dir) {
@@ -593,19 +593,16 @@ Status Resyncer::walkDir(uint16_t root, const std::string& path, std::vector<std
         continue;
       }
       const std::string rel = childOf(path, name);
-      if (replicated && !replicated(rel)) {
+      struct stat st {};
+      if (::fstatat(fd->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+        continue;
+      }
+      if (replicated && !replicated(rel, S_ISDIR(st.st_mode))) {
         continue;
       }
       if (!only.empty() && rel != only) {
         // A pass for one entry still lists the others: the directory keeps them all.
-        struct stat ost {};
-        if (::fstatat(fd->get(), name.c_str(), &ost, AT_SYMLINK_NOFOLLOW) == 0) {
-          entries.push_back({name, ost.st_mode & S_IFMT});
-        }
-        continue;
-      }
-      struct stat st {};
-      if (::fstatat(fd->get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+        entries.push_back({name, st.st_mode & S_IFMT});
         continue;
       }
       if (st.st_dev != dst.st_dev) {

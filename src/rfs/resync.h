@@ -51,7 +51,7 @@ namespace halo::rfs {
 
 struct ResyncRoot {
   FuseFs* fs = nullptr;
-  std::function<bool(std::string_view)> replicated;  // null: everything
+  PathFilter replicated;  // null: everything
 };
 
 struct ResyncOptions {

@@ -87,7 +87,7 @@ Result<ServiceOptions> loadOptions(const halo::Paths& paths, const std::string& 
     HALO_ASSIGN_OR_RETURN(auto filter, halo::rfs::ReplicationFilter::create(r));
     if (!filter->excludesNothing()) {
       std::shared_ptr<halo::rfs::ReplicationFilter> shared(std::move(filter));
-      d.replicated = [shared](std::string_view p) { return shared->replicated(p); };
+      d.replicated = [shared](std::string_view p, bool dir) { return shared->replicated(p, dir); };
     }
     o.dirs.push_back(std::move(d));
   }

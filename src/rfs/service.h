@@ -38,7 +38,7 @@ namespace halo::rfs {
 
 struct ReplicatedDir {
   std::string dir;                                   // absolute
-  std::function<bool(std::string_view)> replicated;  // <notreplicated>; null: everything
+  PathFilter replicated;  // <notreplicated>; null: everything
   std::vector<std::string> tocheck;                  // must exist before replicating
   bool read_only = false;                            // secondary: read-only bind mount
 };

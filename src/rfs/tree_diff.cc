@@ -481,9 +481,6 @@ Result<WalkResult> walkTree(const std::string& root, const WalkOptions& options)
     const std::string proc_dir = "/proc/self/fd/" + std::to_string(dfd.get()) + "/";
     for (const std::string& name : names) {
       std::string rel = joinPath(dir, name);
-      if (options.include && !options.include(rel)) {
-        continue;
-      }
       if (::statx(dfd.get(), name.c_str(), AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT, STATX_BASIC_STATS,
                   &st) != 0) {
         if (errno == ENOENT) {
@@ -491,6 +488,9 @@ Result<WalkResult> walkTree(const std::string& root, const WalkOptions& options)
           continue;
         }
         return errnoStatus("statx " + root + "/" + rel, errno);
+      }
+      if (options.include && !options.include(rel, S_ISDIR(st.stx_mode))) {
+        continue;
       }
       // A different device is another file system; MOUNT_ROOT also catches bind mounts of this one.
       if (devOf(st) != root_dev || isMountRoot(st)) {

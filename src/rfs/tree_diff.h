@@ -22,6 +22,7 @@
 
 #include "base/status.h"
 #include "rfs/digest.h"
+#include "rfs/path_filter.h"
 
 namespace halo::rfs {
 
@@ -59,7 +60,7 @@ struct WalkOptions {
   bool block_digests = true;
   // Called with each relative path but the root's; false excludes the entry and, for a
   // directory, everything under it. Null includes everything.
-  std::function<bool(std::string_view rel_path)> include;
+  PathFilter include;
   unsigned threads = 4;  // files are hashed in parallel, each by one sequential reader
 };
 

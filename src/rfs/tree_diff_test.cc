@@ -243,7 +243,7 @@ TEST(TreeWalk, SymlinksAreNotFollowed) {
 TEST_F(TreeDiffTest, IncludeFilter) {
   sh("echo changed > " + dst() + "/dir/sub/c && rm " + dst() + "/dir/b.bin");
   WalkOptions opts;
-  opts.include = [](std::string_view p) { return p != "dir" && !p.starts_with("dir/"); };
+  opts.include = [](std::string_view p, bool) { return p != "dir" && !p.starts_with("dir/"); };
   Manifest a = walk(src(), opts);
   for (const TreeEntry& e : a.entries) {
     EXPECT_FALSE(e.path.starts_with("dir")) << e.path;
