@@ -187,6 +187,13 @@ void MirrorIo::rfsEvent(const nlohmann::json& e) {
     } else {
       rfsSecondaryEnded(message);
     }
+  } else if (kind == "closed") {
+    // The primary's application is stopped and its stream complete: this copy is up to date,
+    // whatever the primary does next (it draws a new generation before writing again).
+    log(LogLevel::Info, message);
+    resync_id_ = 0;
+    loop_.cancelTimer(link_loss_timer_);
+    link_loss_timer_ = 0;
   } else if (kind == "fence_expired") {
     fence_pending_ = false;
     log(LogLevel::Critical, message);

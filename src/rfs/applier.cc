@@ -100,6 +100,7 @@ Status Applier::apply(const Op& op) {
       break;
     case OpType::ResyncDone:
     case OpType::ResyncProgress:
+    case OpType::Goodbye:
       break;  // markers for the receiver
     default:
       s = applyLive(op);

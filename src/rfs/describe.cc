@@ -161,8 +161,7 @@ uint64_t describe(int root_fd, const std::string& rel, const std::function<uint6
 }  // namespace
 
 uint64_t describeForPeer(int root_fd, const std::string& rel,
-                         const std::function<uint64_t(Op)>& submit,
-                         const PathFilter& replicated) {
+                         const std::function<uint64_t(Op)>& submit, const PathFilter& replicated) {
   return describe(root_fd, rel, submit, replicated, 0);
 }
 

@@ -17,7 +17,6 @@ namespace halo::rfs {
 // file (holes skipped), its extended attributes and times, and for a directory all of this for
 // every replicated entry below it. Returns the last sequence number submitted (0: none).
 uint64_t describeForPeer(int root_fd, const std::string& rel,
-                         const std::function<uint64_t(Op)>& submit,
-                         const PathFilter& replicated);
+                         const std::function<uint64_t(Op)>& submit, const PathFilter& replicated);
 
 }  // namespace halo::rfs

@@ -193,7 +193,27 @@ void Hub::reap() {
   }
 }
 
-void Hub::closeSession() {
+void Hub::closeSession(bool goodbye, Millis wait) {
+  if (goodbye) {
+    std::shared_ptr<StreamSender> s;
+    uint64_t seq = 0;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (session_ && synced_) {
+        Op bye;
+        bye.type = OpType::Goodbye;
+        bye.seq = seq = next_seq_++;
+        session_->send(bye);
+        s = session_;
+      }
+    }
+    if (s) {
+      const auto deadline = time_.monotonicTime() + wait;
+      while (s->acked() < seq && !s->lost() && time_.monotonicTime() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      }
+    }
+  }
   std::shared_ptr<StreamSender> old;
   std::vector<std::shared_ptr<StreamSender>> ended;
   {

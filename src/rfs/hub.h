@@ -76,8 +76,10 @@ class Hub {
   void clearObserver(uint64_t owner);
   // Session `id`'s link was lost (its lost event); fences when it was synced.
   void sessionLost(uint64_t id, const std::string& why);
-  // Ends the current session without fencing (the module stops, or becomes secondary).
-  void closeSession();
+  // Ends the current session without fencing (the module stops, or becomes secondary). With
+  // `goodbye` (the application is stopped, nothing more will be written) the secondary is told
+  // first, within `wait`, that its copy is complete.
+  void closeSession(bool goodbye = false, Millis wait = Millis(2000));
   void unfence();
   // Destroys the sessions that were lost (joins their threads): call it from an owner thread,
   // never from a session's event.

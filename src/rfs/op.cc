@@ -99,7 +99,7 @@ class Reader {
 bool typeAllowsRoot(OpType t) {
   return t == OpType::SetAttr || t == OpType::SetXattr || t == OpType::RemoveXattr ||
          t == OpType::Fsync || t == OpType::SyncDir || t == OpType::SyncXattrs ||
-         t == OpType::ResyncDone || t == OpType::ResyncProgress;
+         t == OpType::ResyncDone || t == OpType::ResyncProgress || t == OpType::Goodbye;
 }
 
 bool validTarget(const std::string& t) {
@@ -192,6 +192,8 @@ const char* opTypeName(OpType t) {
       return "ResyncDone";
     case OpType::ResyncProgress:
       return "ResyncProgress";
+    case OpType::Goodbye:
+      return "Goodbye";
   }
   return "Unknown";
 }
@@ -219,14 +221,16 @@ bool validRelativePath(std::string_view path, bool allow_root) {
 }
 
 Status validateOp(const Op& op) {
-  if (op.type < OpType::Write || op.type > OpType::ResyncProgress) {
+  if (op.type < OpType::Write || op.type > OpType::Goodbye) {
     return invalidArgument("op: unknown type " + std::to_string(static_cast<int>(op.type)));
   }
   const std::string name = opTypeName(op.type);
   if (!validRelativePath(op.path, typeAllowsRoot(op.type))) {
     return invalidArgument(name + ": invalid path \"" + op.path + "\"");
   }
-  if ((op.type == OpType::ResyncDone || op.type == OpType::ResyncProgress) && !op.path.empty()) {
+  if ((op.type == OpType::ResyncDone || op.type == OpType::ResyncProgress ||
+       op.type == OpType::Goodbye) &&
+      !op.path.empty()) {
     return invalidArgument(name + ": path must be empty");
   }
   switch (op.type) {
@@ -401,8 +405,7 @@ Result<std::pair<Op, size_t>> decodeOp(std::string_view in) {
                            std::to_string(kFormatVersion));
   }
   (void)r.get(&type);
-  if (type < static_cast<uint8_t>(OpType::Write) ||
-      type > static_cast<uint8_t>(OpType::ResyncProgress)) {
+  if (type < static_cast<uint8_t>(OpType::Write) || type > static_cast<uint8_t>(OpType::Goodbye)) {
     return invalidArgument("op record: unknown type " + std::to_string(type));
   }
   op.type = static_cast<OpType>(type);

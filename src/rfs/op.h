@@ -43,6 +43,9 @@ enum class OpType : uint8_t {
   SyncXattrs,    // path, data = every extended attribute (encodeXattrs): the others go
   ResyncDone,    // the reintegration's last record: the secondary now holds the primary's data
   ResyncProgress,  // data = progress text shown on the secondary (at most kMaxProgress bytes)
+  // The primary ends the session on purpose (its application is stopped): every operation it
+  // made is before this record, so the secondary's copy is complete, not outdated.
+  Goodbye,
 };
 const char* opTypeName(OpType t);
 

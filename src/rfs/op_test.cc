@@ -170,6 +170,7 @@ std::vector<Op> sampleOps() {
   }));
   add(makeOp(OpType::ResyncDone, [&](Op&) {}));
   add(makeOp(OpType::ResyncProgress, [&](Op& o) { o.data = "12 files"; }));
+  add(makeOp(OpType::Goodbye, [&](Op&) {}));
   return ops;
 }
 
@@ -220,8 +221,7 @@ TEST(OpTest, RoundTripEveryType) {
     EXPECT_EQ(r->first, op) << opTypeName(op.type);
     EXPECT_EQ(r->second, s.size());
   }
-  for (int t = static_cast<int>(OpType::Write); t <= static_cast<int>(OpType::ResyncProgress);
-       ++t) {
+  for (int t = static_cast<int>(OpType::Write); t <= static_cast<int>(OpType::Goodbye); ++t) {
     EXPECT_TRUE(seen[static_cast<size_t>(t)]) << "no sample of type " << t;
   }
 }
@@ -287,7 +287,7 @@ TEST(OpTest, MalformedRecords) {
   s = good;
   s[kVersionAt] = 1;
   expectInvalid(s, "old version");
-  for (int t : {0, 24, 255}) {
+  for (int t : {0, 25, 255}) {
     s = good;
     s[kTypeAt] = static_cast<char>(t);
     expectInvalid(s, "bad type");

@@ -95,7 +95,7 @@ Status PrimaryService::stop() {
     manifests.swap(manifest_threads_);
   }
   if (hub_) {
-    hub_->closeSession();
+    hub_->closeSession(true);  // the runtime stops us after the application: all is written
     hub_->reap();
   }
   resyncer.reset();

@@ -364,7 +364,8 @@ TEST_F(ReplicationTest, OnlyMatchingFilesAreReplicated) {
   replicated_ = [](std::string_view p, bool dir) { return dir || p.ends_with(".db"); };
   ASSERT_EQ(sh("set -e; cd '" + primary_ + "'; echo 1 > old.db; echo 2 > old.log"), 0);
   startPair();
-  ASSERT_EQ(sh("set -e; cd '" + primary_ + "'; mkdir -p d/e; echo 3 > d/e/new.db; "
+  ASSERT_EQ(sh("set -e; cd '" + primary_ +
+               "'; mkdir -p d/e; echo 3 > d/e/new.db; "
                "echo 4 > d/e/new.log; mv old.log moved.db; mv d/e/new.db d/e/renamed.log"),
             0);
   expectIdenticalTrees();

@@ -264,10 +264,11 @@ int main(int argc, char** argv) {
   Control control(**loop);
   auto sink = [&](const ServiceEvent& e) {
     control.add(e);
-    if (role == "secondary" && e.kind == "lost") {
+    if (role == "secondary" && (e.kind == "lost" || e.kind == "closed")) {
       // The session is over: give the runtime a moment to collect the events, then end.
-      (*loop)->post([&] {
-        exit_code = 3;
+      const bool planned = e.kind == "closed";
+      (*loop)->post([&, planned] {
+        exit_code = planned ? 0 : 3;
         (*loop)->addTimer(kLingerAfterLoss, [&] { (*loop)->exit(); });
       });
     }

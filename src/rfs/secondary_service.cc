@@ -162,13 +162,18 @@ void SecondaryService::connect() {
     std::lock_guard<std::mutex> lock(mutex_);
     progress_ = text;
   };
-  ev.ended = [this](const std::string& why) {
+  ev.ended = [this](const std::string& why, bool planned) {
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      state_ = "ended";
+      state_ = planned ? "closed" : "ended";
       end_reason_ = why;
     }
-    events_({"lost", "Replication link lost: " + why, 'E'});
+    if (planned) {
+      events_({"closed", "The primary ended the replication session: everything it wrote is here",
+               'I'});
+    } else {
+      events_({"lost", "Replication link lost: " + why, 'E'});
+    }
   };
   {
     std::lock_guard<std::mutex> lock(mutex_);

@@ -37,10 +37,10 @@
 namespace halo::rfs {
 
 struct ReplicatedDir {
-  std::string dir;                                   // absolute
-  PathFilter replicated;  // <notreplicated>; null: everything
-  std::vector<std::string> tocheck;                  // must exist before replicating
-  bool read_only = false;                            // secondary: read-only bind mount
+  std::string dir;                   // absolute
+  PathFilter replicated;             // <notreplicated>; null: everything
+  std::vector<std::string> tocheck;  // must exist before replicating
+  bool read_only = false;            // secondary: read-only bind mount
 };
 
 struct ServiceOptions {

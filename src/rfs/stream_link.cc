@@ -593,7 +593,7 @@ std::string StreamReceiver::endReason() const {
   return end_reason_;
 }
 
-void StreamReceiver::end(const std::string& why) {
+void StreamReceiver::end(const std::string& why, bool planned) {
   bool tell = false;
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -610,7 +610,7 @@ void StreamReceiver::end(const std::string& why) {
   ready_cv_.notify_all();
   room_cv_.notify_all();
   if (tell && events_.ended) {
-    events_.ended(why);
+    events_.ended(why, planned);
   }
 }
 
@@ -718,6 +718,10 @@ void StreamReceiver::applyLoop() {
       }
     } else if (op.type == OpType::ResyncProgress && events_.progress) {
       events_.progress(op.data);
+    } else if (op.type == OpType::Goodbye) {
+      sendFrame(FrameType::Ack, encodeAck(op.seq));
+      end("the primary ended the session", true);
+      return;
     }
     ++ops_since_ack;
     bytes_since_ack += op.data.size();

@@ -158,7 +158,8 @@ class StreamReceiver {
   struct Events {
     std::function<void()> resynced;  // the ResyncDone record was applied
     std::function<void(const std::string& text)> progress;
-    std::function<void(const std::string& why)> ended;  // once: the session is over
+    // Once: the session is over; `planned` when the primary said Goodbye (all is here).
+    std::function<void(const std::string& why, bool planned)> ended;
   };
   // `appliers[i]` applies the records of root i; they must outlive the receiver, which answers
   // their NeedRanges to the primary (it sets their need handler).
@@ -178,7 +179,7 @@ class StreamReceiver {
                  std::vector<Applier*> appliers, LinkOptions options, Events events);
   void readLoop(size_t index);
   void applyLoop();
-  void end(const std::string& why);
+  void end(const std::string& why, bool planned = false);
 
   std::vector<std::unique_ptr<Channel>> channels_;
   std::vector<Applier*> appliers_;

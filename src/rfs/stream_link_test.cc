@@ -129,7 +129,7 @@ class StreamLinkTest : public ::testing::Test {
 
   void startReceiver(ConnectedSession s) {
     StreamReceiver::Events ev;
-    ev.ended = [this](const std::string& why) {
+    ev.ended = [this](const std::string& why, bool) {
       std::lock_guard<std::mutex> lock(mutex_);
       ended_ = why;
       cv_.notify_all();

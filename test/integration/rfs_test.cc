@@ -159,6 +159,23 @@ TEST_F(RfsFixture, NoAcknowledgedWriteIsLostWithAsyncNone) {
   expectEveryAcknowledgedRecord(*n1_, *n2_);
 }
 
+// A stop of the primary ends replication after the application and before the end of the stop
+// (here a slow poststop): the secondary must see a complete copy, not a broken link, and take
+// over.
+TEST_F(RfsFixture, AStopOfThePrimaryHandsOverEvenWithSlowScripts) {
+  install([](const std::string& dir) {
+    std::ofstream(dir + "/bin/poststop") << "#!/bin/sh\nsleep 2\nexit 0\n";
+  });
+  startPair();
+  ASSERT_EQ(onNode(*n1_, "echo last > " + data(*n1_) + "/last && sync -f " + data(*n1_)).exit_code,
+            0);
+  ASSERT_EQ(n1_->halo({"stop", "-m", kModule}).exit_code, 0);
+  waitState(*n2_, "ALONE");
+  EXPECT_TRUE(logHas(*n2_, "Action alone called by heart: remote stop"));
+  EXPECT_TRUE(logHas(*n2_, "everything it wrote is here"));
+  EXPECT_EQ(n2_->readFile(data(*n2_) + "/last"), "last\n");
+}
+
 // The secondary joins while the application writes; once it is up to date the primary dies.
 TEST_F(RfsFixture, NoAcknowledgedWriteIsLostAcrossAReintegration) {
   install();
