@@ -27,7 +27,7 @@ constexpr int64_t kTimeout = 50;
 constexpr int64_t kMaxDelay = 30;
 constexpr const char* kNames[2] = {"alpha", "beta"};
 
-enum class Kind { Pulse, Deliver, ScriptDone, ResyncDone, Witness, Op };
+enum class Kind { Pulse, Deliver, ScriptDone, ResyncDone, Witness, Op, ReplicateDone };
 
 struct Event {
   int64_t t = 0;
@@ -94,6 +94,7 @@ class Sim {
     const std::string dpn = kNames[rng_() % 2];
     slow_scripts_ = coin(0.5);
     gated_ = coin(0.5);
+    replicated_ = coin(0.5);
     for (int i = 0; i < 2; ++i) {
       Node& n = nodes_[i];
       n.cfg.local_node = kNames[i];
@@ -103,13 +104,15 @@ class Sim {
       n.cfg.default_prim = dp;
       n.cfg.default_prim_node = dpn;
       n.cfg.gated = gated_;
+      n.cfg.replicated = replicated_;
       n.cfg.random = [this] { return rng_(); };
       n.m = std::make_unique<MirrorMachine>(n.cfg, n.persisted);
       push(Event{.t = static_cast<int64_t>(rng_() % kPulse), .kind = Kind::Pulse, .node = i});
     }
     note("config failover=" + std::to_string(failover) + " witness=" + std::to_string(witness) +
          " defaultprim=" + std::to_string(static_cast<int>(dp)) + " " + dpn +
-         " slow_scripts=" + std::to_string(slow_scripts_) + " gated=" + std::to_string(gated_));
+         " slow_scripts=" + std::to_string(slow_scripts_) + " gated=" + std::to_string(gated_) +
+         " replicated=" + std::to_string(replicated_));
   }
 
   ScenarioResult run() {
@@ -216,6 +219,14 @@ class Sim {
                    .node = i,
                    .incarnation = n.incarnation,
                    .flag = n.witness_reach});
+      } else if (auto* rep = std::get_if<core::Replicate>(&a)) {
+        // The replication process starts or stops, sometimes slowly, rarely not at all.
+        push(Event{.t = now_ + static_cast<int64_t>(rng_() % 8),
+                   .kind = Kind::ReplicateDone,
+                   .node = i,
+                   .incarnation = n.incarnation,
+                   .id = rep->id,
+                   .flag = !coin(0.02)});
       } else if (auto* r = std::get_if<core::StartResync>(&a)) {
         push(Event{.t = now_ + 5 + static_cast<int64_t>(rng_() % 40),
                    .kind = Kind::ResyncDone,
@@ -311,6 +322,10 @@ class Sim {
       case Kind::Witness:
         note(std::string(kNames[e.node]) + " witness " + (e.flag ? "reachable" : "unreachable"));
         exec(e.node, n.m->witnessResult(e.flag));
+        return;
+      case Kind::ReplicateDone:
+        note(std::string(kNames[e.node]) + " replication " + (e.flag ? "ready" : "failed"));
+        exec(e.node, n.m->replicationReady(e.id, e.flag, "simulated failure"));
         return;
       case Kind::Op:
         randomOp();
@@ -565,6 +580,7 @@ class Sim {
   uint64_t tokens_ = 0;
   bool slow_scripts_ = false;
   bool gated_ = false;  // starts wait for the monitor's gate (as in the runtime)
+  bool replicated_ = false;  // <rfs>: Replicate steps, answered after a delay
   int64_t dual_since_ = -1;
   bool diverged_ = false;
 };
