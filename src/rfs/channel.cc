@@ -3,10 +3,13 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <climits>
 #include <cstring>
 
 namespace halo::rfs {
@@ -43,6 +46,58 @@ class PlainChannel : public Channel {
       return unavailable(std::string("send: ") + std::strerror(errno));
     }
     return okStatus();
+  }
+
+  Status writeAllv(const std::vector<std::string_view>& pieces, Millis timeout) override {
+    std::vector<iovec> iov;
+    for (auto p : pieces) {
+      if (!p.empty()) {
+        iov.push_back({const_cast<char*>(p.data()), p.size()});
+      }
+    }
+    size_t first = 0;
+    while (first < iov.size()) {
+      if (closed_.load()) {
+        return unavailable("the connection was shut down");
+      }
+      msghdr msg{};
+      msg.msg_iov = iov.data() + first;
+      msg.msg_iovlen = std::min<size_t>(iov.size() - first, IOV_MAX);
+      ssize_t n = ::sendmsg(fd_, &msg, MSG_NOSIGNAL);
+      if (n < 0 && errno == EINTR) {
+        continue;
+      }
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        pollfd p{fd_, POLLOUT, 0};
+        if (::poll(&p, 1, static_cast<int>(timeout.count())) == 0) {
+          return deadlineExceeded("the peer read nothing for " + std::to_string(timeout.count()) +
+                                  " ms");
+        }
+        continue;
+      }
+      if (n < 0) {
+        return unavailable(std::string("send: ") + std::strerror(errno));
+      }
+      // Skip what was written: whole pieces, then part of the next one.
+      size_t left = static_cast<size_t>(n);
+      while (first < iov.size() && left >= iov[first].iov_len) {
+        left -= iov[first].iov_len;
+        ++first;
+      }
+      if (first < iov.size() && left > 0) {
+        iov[first].iov_base = static_cast<char*>(iov[first].iov_base) + left;
+        iov[first].iov_len -= left;
+      }
+    }
+    return okStatus();
+  }
+
+  size_t tryWrite(std::string_view data) override {
+    if (closed_.load()) {
+      return 0;
+    }
+    ssize_t n = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    return n > 0 ? static_cast<size_t>(n) : 0;
   }
 
   Result<size_t> read(char* out, size_t size, Millis timeout) override {

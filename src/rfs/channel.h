@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "base/status.h"
 #include "base/time_source.h"
@@ -23,6 +24,17 @@ class Channel {
   // Writes all of `data`. DeadlineExceeded when the peer read nothing for `timeout` (the
   // link's sendtimeout), Unavailable when the connection broke or was shut down.
   virtual Status writeAll(std::string_view data, Millis timeout) = 0;
+  // Writes the pieces in order as one stream; the default writes them one by one (a plain
+  // channel gathers them into few system calls).
+  virtual Status writeAllv(const std::vector<std::string_view>& pieces, Millis timeout) {
+    for (auto p : pieces) {
+      HALO_RETURN_IF_ERROR(writeAll(p, timeout));
+    }
+    return okStatus();
+  }
+  // Writes what fits now without waiting: the bytes written (0 when none, or when this kind
+  // of channel cannot: the caller queues the rest). Same thread rules as writeAll.
+  virtual size_t tryWrite(std::string_view /*data*/) { return 0; }
   // Reads at least one byte and at most `size`, waiting at most `timeout` (DeadlineExceeded).
   // Unavailable with "connection closed by the peer" at the end of the stream.
   virtual Result<size_t> read(char* out, size_t size, Millis timeout) = 0;

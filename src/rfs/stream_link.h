@@ -150,6 +150,11 @@ class StreamSender {
   uint64_t next_seq_;                  // guarded by mutex_
   std::string lost_reason_;            // guarded by mutex_
   bool closing_ = false;               // guarded by mutex_
+  // Per connection, guarded by mutex_: its answer written; a send thread writing on it; the
+  // rest of a record a direct write in send() left half written.
+  std::vector<bool> greeted_;
+  std::vector<bool> writing_;
+  std::vector<std::string> front_;
   std::vector<std::thread> threads_;
 };
 
@@ -179,6 +184,8 @@ class StreamReceiver {
                  std::vector<Applier*> appliers, LinkOptions options, Events events);
   void readLoop(size_t index);
   void applyLoop();
+  // Applies one record and acknowledges as needed; false when the session ends.
+  bool applyOne(const Op& op, bool more, int* ops_since_ack, size_t* bytes_since_ack);
   void end(const std::string& why, bool planned = false);
 
   std::vector<std::unique_ptr<Channel>> channels_;
