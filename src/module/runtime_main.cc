@@ -13,21 +13,14 @@
 #include "module/runtime.h"
 #include "module/tools.h"
 #include "sys/event_loop.h"
+#include "sys/process.h"
 
 namespace {
 
-void report(const std::string& line) {
-  if (fcntl(3, F_GETFD) < 0) {
-    return;
-  }
-  std::string out = line + "\n";
-  [[maybe_unused]] ssize_t n = write(3, out.data(), out.size());
-  close(3);
-}
-
 int usage() {
-  fprintf(stderr, "usage: halo-module --module NAME [--recover | --verb prim|second|primforce]\n"
-                  "Runs one started module; halod starts it (use: halo start -m NAME).\n");
+  fprintf(stderr,
+          "usage: halo-module --module NAME [--recover | --verb prim|second|primforce]\n"
+          "Runs one started module; halod starts it (use: halo start -m NAME).\n");
   return 2;
 }
 
@@ -58,12 +51,12 @@ int main(int argc, char** argv) {
   halo::RealTimeSource time;
   auto loop = halo::sys::EventLoop::create(time);
   if (!loop.ok()) {
-    report("ERR " + loop.status().message());
+    halo::sys::reportReadiness("ERR " + loop.status().message());
     return 2;
   }
   auto rt = halo::module::Runtime::create(opts, **loop);
   if (!rt.ok()) {
-    report("ERR " + rt.status().message());
+    halo::sys::reportReadiness("ERR " + rt.status().message());
     return 2;
   }
   halo::module::Runtime& runtime = **rt;
@@ -73,15 +66,15 @@ int main(int argc, char** argv) {
     }
   });
   if (!sig.ok()) {
-    report("ERR " + sig.message());
+    halo::sys::reportReadiness("ERR " + sig.message());
     return 2;
   }
   halo::Status begun = runtime.begin();
   if (!begun.ok()) {
-    report("ERR " + begun.message());
+    halo::sys::reportReadiness("ERR " + begun.message());
     return 2;
   }
-  report("OK");
+  halo::sys::reportReadiness("OK");
   halo::Status ran = (*loop)->run();
   if (!ran.ok()) {
     fprintf(stderr, "halo-module %s: %s\n", opts.module.c_str(), ran.message().c_str());

@@ -8,23 +8,13 @@
 
 #include <vector>
 
+#include "rfs/op_stat.h"
+
 namespace halo::rfs {
 
 namespace {
 
 constexpr int kMaxDepth = 4096;
-
-Op timesOf(const std::string& rel, const struct stat& st) {
-  Op op;
-  op.type = OpType::SetAttr;
-  op.path = rel;
-  op.flags = kSetAtime | kSetMtime;
-  op.atime_sec = st.st_atim.tv_sec;
-  op.atime_nsec = st.st_atim.tv_nsec;
-  op.mtime_sec = st.st_mtim.tv_sec;
-  op.mtime_nsec = st.st_mtim.tv_nsec;
-  return op;
-}
 
 uint64_t xattrs(int root_fd, const std::string& rel, const std::function<uint64_t(Op)>& submit) {
   const std::string at = "/proc/self/fd/" + std::to_string(root_fd) + "/" + rel;

@@ -1,6 +1,7 @@
 #include "rfs/fuse_fs.h"
 
 #include "rfs/describe.h"
+#include "rfs/op_stat.h"
 
 #define FUSE_USE_VERSION 312
 #include <dirent.h>
@@ -61,19 +62,6 @@ struct Node {
   // kernel may still flush times to it (writeback), which must succeed without a file to touch.
   std::optional<struct stat> orphan;
 };
-
-// The times a node got when it was created here: the peer creating it would stamp its own.
-Op createdTimes(const std::string& path, const struct stat& st) {
-  Op op;
-  op.type = OpType::SetAttr;
-  op.path = path;
-  op.flags = kSetAtime | kSetMtime;
-  op.atime_sec = st.st_atim.tv_sec;
-  op.atime_nsec = st.st_atim.tv_nsec;
-  op.mtime_sec = st.st_mtim.tv_sec;
-  op.mtime_nsec = st.st_mtim.tv_nsec;
-  return op;
-}
 
 // The modification time a data change gave the real file: sent with the change (op.h), so that
 // the peer's copy gets this time, not the one of its own clock when it applies the change (the
@@ -758,7 +746,7 @@ void FuseFs::Impl::makeNode(fuse_req_t req, fuse_ino_t parent, const char* name,
         }
         seq = submit(std::move(op));
         if (err == 0) {
-          seq = submit(createdTimes(*path, st));
+          seq = submit(timesOf(*path, st));
         }
       }
     }
@@ -1041,7 +1029,7 @@ void FuseFs::Impl::create(fuse_req_t req, fuse_ino_t parent, const char* name, m
       op.gid = err == 0 ? st.st_gid : 0;
       seq = submit(std::move(op));
       if (err == 0) {
-        seq = submit(createdTimes(*path, st));
+        seq = submit(timesOf(*path, st));
       }
     }
     if (h->fd >= 0 && err == 0) {

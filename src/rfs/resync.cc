@@ -14,6 +14,7 @@
 
 #include "rfs/applier_util.h"
 #include "rfs/digest.h"
+#include "rfs/op_stat.h"
 
 namespace halo::rfs {
 
@@ -83,19 +84,6 @@ XattrList readXattrs(int root_fd, const std::string& path) {
     }
   }
   return out;
-}
-
-Op timesOp(uint16_t root, const std::string& path, const struct stat& st) {
-  Op op;
-  op.type = OpType::SetAttr;
-  op.root = root;
-  op.path = path;
-  op.flags = kSetAtime | kSetMtime;
-  op.atime_sec = st.st_atim.tv_sec;
-  op.atime_nsec = st.st_atim.tv_nsec;
-  op.mtime_sec = st.st_mtim.tv_sec;
-  op.mtime_nsec = st.st_mtim.tv_nsec;
-  return op;
 }
 
 // pread until `size` bytes or the end of the file.
@@ -1011,7 +999,7 @@ void Resyncer::finishFile(uint64_t file_id) {
     if (::fstatat(fs.rootFd(), f.path.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
         S_ISREG(st.st_mode)) {
       // The copies gave the secondary's file new times.
-      submit(f.root, timesOp(f.root, f.path, st));
+      submit(f.root, timesOf(f.path, st));
     }
   });
   files_done_ += 1;
@@ -1071,7 +1059,7 @@ Status Resyncer::linksAndTimes() {
       if (::fstatat(fs.rootFd(), it->second.empty() ? "." : it->second.c_str(), &st,
                     AT_SYMLINK_NOFOLLOW) == 0 &&
           S_ISDIR(st.st_mode)) {
-        submit(it->first, timesOp(it->first, it->second, st));
+        submit(it->first, timesOf(it->second, st));
       }
     });
   }

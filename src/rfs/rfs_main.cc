@@ -34,6 +34,7 @@
 #include "rfs/service.h"
 #include "sys/event_loop.h"
 #include "sys/files.h"
+#include "sys/process.h"
 #include "sys/unix_socket.h"
 
 namespace {
@@ -47,15 +48,6 @@ using halo::rfs::ServiceOptions;
 constexpr size_t kKeptEvents = 1000;
 constexpr int64_t kMaxEventWaitMs = 10000;
 constexpr Millis kLingerAfterLoss{1500};  // the runtime's long poll picks up the last events
-
-void report(const std::string& line) {
-  if (fcntl(3, F_GETFD) < 0) {
-    return;
-  }
-  std::string out = line + "\n";
-  [[maybe_unused]] ssize_t n = write(3, out.data(), out.size());
-  close(3);
-}
 
 int usage() {
   fprintf(stderr,
@@ -246,19 +238,19 @@ int main(int argc, char** argv) {
   halo::RealTimeSource time;
   auto loop = halo::sys::EventLoop::create(time);
   if (!loop.ok()) {
-    report("ERR " + loop.status().message());
+    halo::sys::reportReadiness("ERR " + loop.status().message());
     return 1;
   }
   int exit_code = 0;
   // Before any thread exists, so that every thread has the termination signals blocked.
   Status sig = (*loop)->watchSignals({SIGTERM, SIGINT}, [&](int) { (*loop)->exit(); });
   if (!sig.ok()) {
-    report("ERR " + sig.message());
+    halo::sys::reportReadiness("ERR " + sig.message());
     return 1;
   }
   auto options = loadOptions(paths, module, full);
   if (!options.ok()) {
-    report("ERR " + options.status().message());
+    halo::sys::reportReadiness("ERR " + options.status().message());
     return 1;
   }
   Control control(**loop);
@@ -279,7 +271,7 @@ int main(int argc, char** argv) {
   if (role == "primary") {
     auto p = halo::rfs::PrimaryService::start(opts, time, sink);
     if (!p.ok()) {
-      report("ERR " + p.status().message());
+      halo::sys::reportReadiness("ERR " + p.status().message());
       return 1;
     }
     primary = std::move(*p);
@@ -287,7 +279,7 @@ int main(int argc, char** argv) {
   } else {
     auto s = halo::rfs::SecondaryService::start(opts, time, sink);
     if (!s.ok()) {
-      report("ERR " + s.status().message());
+      halo::sys::reportReadiness("ERR " + s.status().message());
       return 1;
     }
     secondary = std::move(*s);
@@ -342,13 +334,13 @@ int main(int argc, char** argv) {
   (void)halo::sys::makeDirs(paths.run + "/modules", 0700);
   auto listening = halo::sys::LineServer::listen(**loop, paths.rfsSocket(module), handle);
   if (!listening.ok()) {
-    report("ERR " + listening.status().message());
+    halo::sys::reportReadiness("ERR " + listening.status().message());
     return 1;
   }
   server = std::move(*listening);
   control.setServer(server.get());
   (void)halo::sys::writeFileAtomic(paths.rfsPidFile(module), std::to_string(getpid()) + "\n");
-  report("OK");
+  halo::sys::reportReadiness("OK");
   Status run = (*loop)->run();
   for (auto& t : verifiers) {
     t.join();

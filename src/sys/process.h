@@ -13,13 +13,13 @@
 namespace halo::sys {
 
 struct SpawnOptions {
-  std::string path;                // executable
-  std::vector<std::string> argv;   // argv[0] included
-  std::vector<std::string> env;    // "NAME=value", the whole environment
-  std::string cwd;                 // empty: inherit
-  int output_fd = -1;              // stdout and stderr go here; -1: /dev/null
-  int extra_fd = -1;               // passed to the child as fd 3 (a readiness pipe); -1: none
-  bool new_session = false;        // setsid() instead of a new process group (daemons)
+  std::string path;               // executable
+  std::vector<std::string> argv;  // argv[0] included
+  std::vector<std::string> env;   // "NAME=value", the whole environment
+  std::string cwd;                // empty: inherit
+  int output_fd = -1;             // stdout and stderr go here; -1: /dev/null
+  int extra_fd = -1;              // passed to the child as fd 3 (a readiness pipe); -1: none
+  bool new_session = false;       // setsid() instead of a new process group (daemons)
 };
 
 struct Child {
@@ -31,8 +31,8 @@ Result<Child> spawn(const SpawnOptions& options);
 
 // How a process ended, decoded from a wait status.
 struct ExitInfo {
-  int code = -1;    // exit code, or -1 when killed by a signal
-  int signal = 0;   // terminating signal, or 0
+  int code = -1;   // exit code, or -1 when killed by a signal
+  int signal = 0;  // terminating signal, or 0
   bool success() const { return signal == 0 && code == 0; }
   std::string describe() const;  // "exit code 1" / "killed by signal 9 (Killed)"
 };
@@ -52,5 +52,8 @@ std::vector<std::string> currentEnvironment();
 void setEnv(std::vector<std::string>& env, const std::string& name, const std::string& value);
 // Directory of the running executable (from /proc/self/exe).
 std::string selfExeDir();
+// A child spawned with SpawnOptions::extra_fd reports its readiness there: writes `line` and a
+// newline to fd 3 and closes it; nothing when fd 3 is not open.
+void reportReadiness(const std::string& line);
 
 }  // namespace halo::sys
