@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Packages needed by the rfs benchmark (Debian 12), installed only when missing: bindfs (a FUSE
-# reference), with the project's own (fuse3, libfuse3-dev for passthrough_ll, tar...).
+# reference) and rsync (the full-reintegration reference, resync.sh), with the project's own
+# (fuse3, libfuse3-dev for passthrough_ll, tar...).
 set -euo pipefail
-exec bash "$(dirname "$0")/../../scripts/deps.sh" bindfs
+exec bash "$(dirname "$0")/../../scripts/deps.sh" bindfs rsync

@@ -7,6 +7,14 @@
 //   halo-repl   the replication services of halo-rfs over loopback TCP: PrimaryService (FUSE
 //               over --dir/primary, hub, session) -> SecondaryService (applier on
 //               --dir/secondary), after their initial reintegration (no network).
+//   make-tree   builds the full-reintegration source tree in --dir/primary (see README.md):
+//               --tree-files files of --tree-file-mib MiB of pseudo-random data, plus a copy
+//               (cp -a) of --tree-source; kept, and marked complete by --dir/tree.done;
+//   halo-resync the full reintegration of that tree into the empty --dir/secondary: the
+//               PrimaryService over --dir/primary, then the SecondaryService is started and
+//               timed until both report "synced"; the copy is then compared with the source;
+//   rsync       the reference: `rsync -a --dir/primary/ --dir/rsync/` into an empty directory on
+//               the same file system, timed to its exit; the copy is then compared too.
 //
 // The process first moves into private mount and network namespaces (before any thread), so its
 // mount and its traffic are invisible to the rest of the machine and vanish with it.
@@ -20,12 +28,16 @@
 #include <net/if.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sched.h>
 #include <spawn.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -34,11 +46,15 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cinttypes>
 #include <condition_variable>
+#include <csignal>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -49,6 +65,7 @@
 #include "rfs/applier.h"
 #include "rfs/fuse_fs.h"
 #include "rfs/service.h"
+#include "rfs/tree_diff.h"
 
 extern char** environ;
 
@@ -66,6 +83,19 @@ struct Config {
   unsigned rtt_samples = 2000;
   bool peer_sync = false;  // halo-repl: the applier fsyncs on Fsync ops (async="none")
   int port = 5630;         // private network namespace: no clash with the machine
+  // Full reintegration (make-tree, halo-resync, rsync).
+  unsigned tree_files = 16;
+  unsigned tree_file_mib = 128;
+  std::string tree_source = "/usr/include";  // "" for none
+  bool reuse_tree = false;    // use --dir/primary as it is when --dir/tree.done matches
+  bool keep_tree = false;     // keep a tree this run built
+  bool keep_copy = false;     // keep --dir/secondary or --dir/rsync
+  bool drop_caches = false;   // cold: sync + drop_caches=3 (machine-wide) before timing
+  bool verify = true;         // compare the copy with the source afterwards (untimed)
+  unsigned timeout_s = 900;   // bound on the timed copy
+  unsigned progress_ms = 0;   // halo-resync: print the primary's progress this often (0: never)
+  unsigned prefault_mib = 0;  // fault in (then free) this much memory just before timing
+  std::string rsync = "rsync";
 };
 
 // A sink for the FUSE-only mode: numbers each operation and acknowledges it at once.
@@ -287,12 +317,6 @@ class Bench {
     return false;
   }
 
- private:
-  static void removeTree(const std::string& path) {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-
   static bool writeAll(int fd, const char* p, size_t n) {
     while (n > 0) {
       const ssize_t w = ::write(fd, p, n);
@@ -308,6 +332,12 @@ class Bench {
     return true;
   }
 
+ private:
+  static void removeTree(const std::string& path) {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+
   void reportPercentiles(std::vector<double> us, const std::string& prefix) const {
     std::sort(us.begin(), us.end());
     auto at = [&](double q) {
@@ -319,6 +349,584 @@ class Bench {
 
   const Config& config_;
   TimeSource& time_;
+};
+
+// ---- full reintegration: make-tree, halo-resync, rsync ----
+
+// splitmix64: several GB/s per core, and its output does not compress.
+uint64_t splitmix64(uint64_t& x) {
+  uint64_t z = (x += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+double seconds(const timeval& tv) {
+  return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) / 1e6;
+}
+
+// Spawns argv[0] (PATH search) and waits for it, at most `timeout`; on timeout the child is
+// killed (SIGKILL, by its pid) and reaped. `status` and `usage` (the child and the descendants
+// it waited for) are filled when it exited.
+bool spawnAndWait(TimeSource& time, const std::vector<std::string>& args,
+                  std::chrono::seconds timeout, int* status, rusage* usage, std::string* why) {
+  std::vector<char*> argv;
+  for (const auto& a : args) {
+    argv.push_back(const_cast<char*>(a.c_str()));
+  }
+  argv.push_back(nullptr);
+  pid_t pid = 0;
+  if (int e = posix_spawnp(&pid, argv[0], nullptr, nullptr, argv.data(), environ); e != 0) {
+    *why = "spawn " + args[0] + ": " + std::strerror(e);
+    return false;
+  }
+  const MonotonicTime deadline = time.monotonicTime() + timeout;
+  const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  bool exited = false;
+  while (!exited) {
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - time.monotonicTime());
+    if (left.count() <= 0) {
+      break;
+    }
+    if (pidfd >= 0) {
+      pollfd p{pidfd, POLLIN, 0};
+      const int r = ::poll(&p, 1, static_cast<int>(std::min<int64_t>(left.count(), 1000)));
+      exited = r > 0;
+    } else {
+      // No pidfd (Linux < 5.3): poll the child every 10 ms.
+      siginfo_t info{};
+      exited = ::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+               info.si_pid == pid;
+      if (!exited) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      }
+    }
+  }
+  if (pidfd >= 0) {
+    ::close(pidfd);
+  }
+  if (!exited) {
+    ::kill(pid, SIGKILL);
+  }
+  while (::wait4(pid, status, 0, usage) < 0 && errno == EINTR) {
+  }
+  if (!exited) {
+    *why = args[0] + " did not finish within " + std::to_string(timeout.count()) + " s (killed)";
+    return false;
+  }
+  return true;
+}
+
+std::string describeStatus(int status) {
+  if (WIFEXITED(status)) {
+    return "exit status " + std::to_string(WEXITSTATUS(status));
+  }
+  if (WIFSIGNALED(status)) {
+    return std::string("killed by signal ") + std::to_string(WTERMSIG(status));
+  }
+  return "status " + std::to_string(status);
+}
+
+bool isEmptyOrAbsent(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) {
+    return true;
+  }
+  return std::filesystem::is_directory(path, ec) && std::filesystem::is_empty(path, ec);
+}
+
+// The source tree of the full reintegration and the two ways of copying it (see README.md).
+class ResyncBench {
+ public:
+  ResyncBench(const Config& config, TimeSource& time, Bench& bench)
+      : config_(config),
+        time_(time),
+        bench_(bench),
+        src_(config.dir + "/primary"),
+        stamp_(config.dir + "/tree.done") {}
+
+  // make-tree: builds (or, with --reuse-tree, keeps) the tree; it stays.
+  int makeTree() {
+    if (!ensureTree()) {
+      return 1;
+    }
+    built_ = false;  // make-tree's tree is there to stay
+    TreeSize size;
+    if (!measureTree(src_, &size)) {
+      return 1;
+    }
+    bench_.note("tree=" + src_ + " regular_files=" + std::to_string(size.files) + " bytes=" +
+                std::to_string(size.bytes) + " entries=" + std::to_string(size.entries));
+    return 0;
+  }
+
+  // halo-resync: the product's full reintegration of the tree into an empty directory.
+  int haloResync() {
+    const std::string copy = config_.dir + "/secondary";
+    TreeSize size;
+    if (!ensureTree() || !freshCopyDir(copy) || !measureTree(src_, &size) || !prepareCaches()) {
+      return finish(copy, false);
+    }
+    // Events of both services, with the time they came (seconds from the secondary's start).
+    std::mutex mu;
+    std::condition_variable cv;
+    MonotonicTime t0{};
+    bool started = false;
+    std::map<std::string, double> first_at;  // "<side>:<kind>" -> seconds, first occurrence
+    std::vector<std::string> log;            // every event, for a failure's explanation
+    int synced = 0;
+    bool lost = false;
+    auto sink_for = [&](const std::string& side) {
+      return [&, side](const ServiceEvent& e) {
+        std::lock_guard<std::mutex> lock(mu);
+        const double at =
+            started ? std::chrono::duration<double>(time_.monotonicTime() - t0).count() : 0.0;
+        first_at.emplace(side + ":" + e.kind, at);
+        if (e.kind != "progress") {
+          char when[32];
+          std::snprintf(when, sizeof when, "%.3f", at);
+          log.push_back(side + " " + when + " s " + e.kind + ": " + e.message);
+        }
+        if (e.kind == "synced") {
+          ++synced;
+        } else if (e.kind == "lost") {
+          lost = true;
+        }
+        cv.notify_all();
+      };
+    };
+    auto options = [&](const std::string& dir, const std::string& local, const std::string& peer) {
+      ServiceOptions o;
+      ReplicatedDir d;
+      d.dir = dir;
+      o.dirs.push_back(d);
+      o.link.module_id = 1;
+      o.local_addr = local;
+      o.peer_addr = peer;
+      o.port = config_.port;
+      o.sync_on_fsync = config_.peer_sync;
+      return o;
+    };
+    auto p =
+        PrimaryService::start(options(src_, "127.0.0.1", "127.0.0.2"), time_, sink_for("primary"));
+    if (!p.ok()) {
+      error("primary: " + p.status().message());
+      return finish(copy, false);
+    }
+    if (!prefault()) {
+      (void)(*p)->stop();
+      p->reset();
+      return finish(copy, false);
+    }
+    rusage ru0{};
+    ::getrusage(RUSAGE_SELF, &ru0);
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      t0 = time_.monotonicTime();
+      started = true;
+    }
+    auto sec = SecondaryService::start(options(copy, "127.0.0.2", "127.0.0.1"), time_,
+                                       sink_for("secondary"));
+    if (!sec.ok()) {
+      error("secondary: " + sec.status().message());
+      (void)(*p)->stop();
+      p->reset();
+      return finish(copy, false);
+    }
+    bool ok = true;
+    double copy_s = 0;
+    {
+      const auto deadline = t0 + std::chrono::seconds(config_.timeout_s);
+      const auto every =
+          std::chrono::milliseconds(config_.progress_ms > 0 ? config_.progress_ms : 1000);
+      std::unique_lock<std::mutex> lock(mu);
+      while (synced < 2 && !lost && time_.monotonicTime() < deadline) {
+        cv.wait_for(lock, every, [&] { return synced >= 2 || lost; });
+        if (config_.progress_ms > 0 && synced < 2 && !lost) {
+          lock.unlock();
+          progressLine(**p, t0);
+          lock.lock();
+        }
+      }
+      copy_s = bench_.elapsedSec(t0);
+      if (synced < 2) {
+        ok = false;
+        std::printf("error label=%s what=%s after %.1f s\n", config_.label.c_str(),
+                    lost ? "the replication link was lost"
+                         : "the reintegration did not end within --timeout-s",
+                    copy_s);
+        for (const auto& l : log) {
+          bench_.note("event=\"" + l + "\"");
+        }
+      }
+    }
+    const nlohmann::json status = (*p)->status();
+    if (ok) {
+      rusage ru1{};
+      ::getrusage(RUSAGE_SELF, &ru1);  // up to the end of the copy, as rsync's below
+      ::sync();                        // the secondary's copy on its disk, as rsync's below
+      const double sync_s = bench_.elapsedSec(t0);
+      const auto& rei =
+          status.contains("reintegration") ? status["reintegration"] : nlohmann::json{};
+      bench_.result("resync_seconds", copy_s);
+      bench_.result("resync_sync_seconds", sync_s);
+      bench_.result("resync_mb_s", static_cast<double>(size.bytes) / 1e6 / copy_s);
+      bench_.result("tree_bytes", static_cast<double>(size.bytes));
+      bench_.result("tree_files", static_cast<double>(size.files));
+      bench_.result("bytes_copied", static_cast<double>(bytesOf(rei, "bytes_copied")));
+      bench_.result("bytes_hashed", static_cast<double>(bytesOf(rei, "bytes_hashed")));
+      bench_.result("bytes_sent", static_cast<double>(bytesOf(status, "bytes_sent")));
+      bench_.result("cpu_user_s", seconds(ru1.ru_utime) - seconds(ru0.ru_utime));
+      bench_.result("cpu_sys_s", seconds(ru1.ru_stime) - seconds(ru0.ru_stime));
+      std::lock_guard<std::mutex> lock(mu);
+      for (const auto& [key, metric] : std::vector<std::pair<std::string, std::string>>{
+               {"primary:connected", "connected_s"},
+               {"primary:synced", "primary_synced_s"},
+               {"secondary:synced", "secondary_synced_s"}}) {
+        if (auto it = first_at.find(key); it != first_at.end()) {
+          bench_.result(metric.c_str(), it->second);
+        }
+      }
+      for (const auto& l : log) {
+        if (l.find(" log: Reintegration of the secondary begins") != std::string::npos) {
+          bench_.result("walk_begins_s", std::stod(l.substr(l.find(' ') + 1)));
+        }
+      }
+      if (bytesOf(rei, "bytes_copied") != size.bytes) {
+        bench_.note("bytes_copied=" + std::to_string(bytesOf(rei, "bytes_copied")) +
+                    " differs from the tree's " + std::to_string(size.bytes) + " bytes");
+      }
+    }
+    if (Status u = (*p)->stop(); !u.ok()) {
+      bench_.note("unmount=\"" + u.message() + "\"");
+    }
+    sec->reset();  // the applier closes its files before the comparison
+    p->reset();
+    return finish(copy, ok);
+  }
+
+  // rsync: the reference copy into an empty directory, timed to rsync's exit.
+  int rsync() {
+    const std::string copy = config_.dir + "/rsync";
+    TreeSize size;
+    if (!ensureTree() || !freshCopyDir(copy) || !measureTree(src_, &size) || !prepareCaches()) {
+      return finish(copy, false);
+    }
+    if (!prefault()) {
+      return finish(copy, false);
+    }
+    const std::vector<std::string> args = {config_.rsync, "-a", src_ + "/", copy + "/"};
+    int status = 0;
+    rusage ru{};
+    std::string why;
+    const MonotonicTime t0 = time_.monotonicTime();
+    const bool ran =
+        spawnAndWait(time_, args, std::chrono::seconds(config_.timeout_s), &status, &ru, &why);
+    const double copy_s = bench_.elapsedSec(t0);
+    if (!ran || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+      std::printf("error label=%s what=%s\n", config_.label.c_str(),
+                  (ran ? "rsync -a: " + describeStatus(status) : why).c_str());
+      return finish(copy, false);
+    }
+    ::sync();
+    const double sync_s = bench_.elapsedSec(t0);
+    bench_.result("resync_seconds", copy_s);
+    bench_.result("resync_sync_seconds", sync_s);
+    bench_.result("resync_mb_s", static_cast<double>(size.bytes) / 1e6 / copy_s);
+    bench_.result("tree_bytes", static_cast<double>(size.bytes));
+    bench_.result("tree_files", static_cast<double>(size.files));
+    bench_.result("cpu_user_s", seconds(ru.ru_utime));
+    bench_.result("cpu_sys_s", seconds(ru.ru_stime));
+    return finish(copy, true);
+  }
+
+ private:
+  struct TreeSize {
+    uint64_t files = 0;
+    uint64_t bytes = 0;
+    uint64_t entries = 0;
+  };
+
+  // An `error` line without errno's text (for failures that carry their own message).
+  bool error(const std::string& what) const {
+    std::printf("error label=%s what=%s\n", config_.label.c_str(), what.c_str());
+    std::fflush(stdout);
+    return false;
+  }
+
+  static uint64_t bytesOf(const nlohmann::json& j, const char* key) {
+    return j.is_object() && j.contains(key) ? j[key].get<uint64_t>() : 0;
+  }
+
+  std::string stampText() const {
+    return "files=" + std::to_string(config_.tree_files) +
+           " mib=" + std::to_string(config_.tree_file_mib) + " source=" + config_.tree_source +
+           "\n";
+  }
+
+  // The tree in --dir/primary: kept when --reuse-tree and its stamp matches, else (re)built.
+  bool ensureTree() {
+    std::string stamp;
+    {
+      std::ifstream in(stamp_);
+      stamp.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    }
+    if (config_.reuse_tree && stamp == stampText()) {
+      bench_.note("tree=reused");
+      return true;
+    }
+    if (stamp.empty() && !isEmptyOrAbsent(src_)) {
+      errno = ENOTEMPTY;
+      return bench_.fail(src_ + " holds files this program did not put there (no " + stamp_ +
+                         "); remove it or use another --dir");
+    }
+    removeAll(stamp_);
+    removeAll(src_);
+    return buildTree();
+  }
+
+  bool buildTree() {
+    const MonotonicTime start = time_.monotonicTime();
+    std::error_code ec;
+    std::filesystem::create_directories(src_ + "/data", ec);
+    if (ec) {
+      errno = ec.value();
+      return bench_.fail("mkdir " + src_ + "/data");
+    }
+    built_ = true;
+    // Two writers (the machine has 2 CPUs); 1 MiB writes of pseudo-random data.
+    std::atomic<unsigned> next{0};
+    std::atomic<bool> failed{false};
+    std::string failure;
+    std::mutex failure_mu;
+    auto writer = [&] {
+      std::vector<uint64_t> buf((1 << 20) / sizeof(uint64_t));
+      for (unsigned i = next++; i < config_.tree_files && !failed; i = next++) {
+        char name[32];
+        std::snprintf(name, sizeof name, "/data/big-%02u.bin", i);
+        const std::string path = src_ + name;
+        const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        uint64_t x = 0x5eed0000ull + i;
+        bool ok = fd >= 0;
+        for (unsigned m = 0; ok && m < config_.tree_file_mib; ++m) {
+          for (auto& w : buf) {
+            w = splitmix64(x);
+          }
+          ok = Bench::writeAll(fd, reinterpret_cast<const char*>(buf.data()),
+                               buf.size() * sizeof(uint64_t));
+        }
+        if (fd >= 0) {
+          ok = ::close(fd) == 0 && ok;
+        }
+        if (!ok) {
+          std::lock_guard<std::mutex> lock(failure_mu);
+          failure = "write " + path + ": " + std::strerror(errno);
+          failed = true;
+        }
+      }
+    };
+    std::thread a(writer);
+    std::thread b(writer);
+    a.join();
+    b.join();
+    if (failed) {
+      return error(failure);
+    }
+    if (!config_.tree_source.empty()) {
+      int status = 0;
+      rusage ru{};
+      std::string why;
+      if (!spawnAndWait(time_, {"cp", "-a", config_.tree_source, src_ + "/source"},
+                        std::chrono::seconds(config_.timeout_s), &status, &ru, &why) ||
+          !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        return error("cp -a " + config_.tree_source + ": " +
+                     (why.empty() ? describeStatus(status) : why));
+      }
+    }
+    ::sync();
+    std::ofstream out(stamp_);
+    out << stampText();
+    out.close();
+    if (!out) {
+      return bench_.fail("write " + stamp_);
+    }
+    char text[64];
+    std::snprintf(text, sizeof text, "tree=built build_s=%.1f", bench_.elapsedSec(start));
+    bench_.note(text);
+    return true;
+  }
+
+  bool freshCopyDir(const std::string& copy) {
+    if (!isEmptyOrAbsent(copy)) {
+      bench_.note("removed_previous_copy=" + copy);
+      removeAll(copy);
+    }
+    if (::mkdir(copy.c_str(), 0755) != 0 && errno != EEXIST) {
+      return bench_.fail("mkdir " + copy);
+    }
+    return true;
+  }
+
+  bool measureTree(const std::string& root, TreeSize* out) {
+    WalkOptions o;
+    o.block_digests = false;
+    auto walk = walkTree(root, o);
+    if (!walk.ok()) {
+      return error("walk " + root + ": " + walk.status().message());
+    }
+    for (const auto& e : walk->manifest.entries) {
+      ++out->entries;
+      if (S_ISREG(e.type_and_mode)) {
+        ++out->files;
+        out->bytes += e.size;
+      }
+    }
+    return true;
+  }
+
+  // The same cache state before each copy: warm (every file of the tree read once, so both
+  // copies read from the page cache) or, with --drop-caches, cold (machine-wide drop).
+  bool prepareCaches() {
+    ::sync();
+    const MonotonicTime start = time_.monotonicTime();
+    if (config_.drop_caches) {
+      const int fd = ::open("/proc/sys/vm/drop_caches", O_WRONLY | O_CLOEXEC);
+      const bool ok = fd >= 0 && ::write(fd, "3\n", 2) == 2;
+      if (fd >= 0) {
+        ::close(fd);
+      }
+      if (!ok) {
+        return bench_.fail("write 3 to /proc/sys/vm/drop_caches");
+      }
+      bench_.note("caches=cold (sync, then drop_caches=3, machine-wide)");
+      return true;
+    }
+    std::vector<char> buf(1 << 20);
+    uint64_t bytes = 0;
+    std::error_code ec;
+    for (auto it = std::filesystem::recursive_directory_iterator(src_, ec);
+         !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+      if (!it->is_regular_file(ec) || it->is_symlink(ec)) {
+        continue;
+      }
+      const int fd = ::open(it->path().c_str(), O_RDONLY | O_CLOEXEC | O_NOATIME);
+      if (fd < 0) {
+        continue;
+      }
+      ssize_t n = 0;
+      while ((n = ::read(fd, buf.data(), buf.size())) > 0) {
+        bytes += static_cast<uint64_t>(n);
+      }
+      ::close(fd);
+    }
+    if (ec) {
+      errno = ec.value();
+      return bench_.fail("reading " + src_ + " to warm the cache");
+    }
+    char text[128];
+    std::snprintf(text, sizeof text, "caches=warm (the tree read once: %.0f MB in %.1f s)",
+                  static_cast<double>(bytes) / 1e6, bench_.elapsedSec(start));
+    bench_.note(text);
+    return true;
+  }
+
+  // Memory the copy is about to fill, faulted in and freed again just before timing. On a VM
+  // whose free memory goes back to the host (free page reporting, DAMON), touching it again
+  // costs the host's page faults: several times the copy itself (see README.md).
+  bool prefault() {
+    if (config_.prefault_mib == 0) {
+      return true;
+    }
+    const MonotonicTime start = time_.monotonicTime();
+    const size_t size = size_t{config_.prefault_mib} << 20;
+    void* m = ::mmap(nullptr, size, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE | MAP_NORESERVE, -1, 0);
+    if (m == MAP_FAILED) {
+      return bench_.fail("prefault mmap " + std::to_string(config_.prefault_mib) + " MiB");
+    }
+    ::munmap(m, size);
+    char text[96];
+    std::snprintf(text, sizeof text, "prefault_mib=%u prefault_s=%.1f", config_.prefault_mib,
+                  bench_.elapsedSec(start));
+    bench_.note(text);
+    return true;
+  }
+
+  void progressLine(PrimaryService& p, MonotonicTime t0) {
+    const nlohmann::json s = p.status();
+    const auto& r = s.contains("reintegration") ? s["reintegration"] : nlohmann::json{};
+    std::printf("progress label=%s t=%.2f phase=%s files_done=%" PRIu64 " bytes_done=%" PRIu64
+                " bytes_copied=%" PRIu64 " bytes_sent=%" PRIu64 "\n",
+                config_.label.c_str(), bench_.elapsedSec(t0),
+                r.is_object() ? r.value("phase", std::string("-")).c_str() : "-",
+                bytesOf(r, "files_done"), bytesOf(r, "bytes_done"), bytesOf(r, "bytes_copied"),
+                bytesOf(s, "bytes_sent"));
+    std::fflush(stdout);
+  }
+
+  // The copy compared with the source (untimed), then the copy removed and, when this run built
+  // it, the tree, unless --keep-copy / --keep-tree.
+  int finish(const std::string& copy, bool ok) {
+    if (ok && config_.verify) {
+      ok = verifyCopy(copy);
+    }
+    if (!config_.keep_copy) {
+      removeAll(copy);
+    }
+    if (built_ && !config_.keep_tree) {
+      removeAll(stamp_);
+      removeAll(src_);
+    }
+    return ok ? 0 : 1;
+  }
+
+  bool verifyCopy(const std::string& copy) {
+    const MonotonicTime start = time_.monotonicTime();
+    WalkOptions o;
+    o.block_size = 1 << 20;
+    o.threads = 2;
+    auto a = walkTree(src_, o);
+    auto b = walkTree(copy, o);
+    if (!a.ok() || !b.ok()) {
+      return error("verify: walk: " + (a.ok() ? b.status() : a.status()).message());
+    }
+    auto diffs = diffTrees(a->manifest, b->manifest, DiffOptions{});
+    if (!diffs.ok()) {
+      return error("verify: " + diffs.status().message());
+    }
+    bench_.result("verify_entries", static_cast<double>(a->manifest.entries.size()));
+    bench_.result("verify_differences", static_cast<double>(diffs->size()));
+    char text[96];
+    std::snprintf(text, sizeof text, "verify_s=%.1f", bench_.elapsedSec(start));
+    bench_.note(text);
+    size_t shown = 0;
+    for (const auto& d : *diffs) {
+      if (++shown > 10) {
+        break;
+      }
+      std::printf("error label=%s what=the copy differs: %s\n", config_.label.c_str(),
+                  describeDiff(d).c_str());
+    }
+    if (!diffs->empty()) {
+      std::printf("error label=%s what=the copy differs from the source in %zu entries\n",
+                  config_.label.c_str(), diffs->size());
+    }
+    std::fflush(stdout);
+    return diffs->empty();
+  }
+
+  static void removeAll(const std::string& path) {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+
+  const Config& config_;
+  TimeSource& time_;
+  Bench& bench_;
+  const std::string src_;
+  const std::string stamp_;
+  bool built_ = false;  // this run built the tree
 };
 
 // Private mount and network namespaces, with loopback up. Must run before any thread starts.
@@ -357,6 +965,12 @@ int run(const Config& config) {
   }
   if (config.mode == "plain") {
     return bench.runAll(config.dir) ? 0 : 1;
+  }
+  if (config.mode == "make-tree" || config.mode == "halo-resync" || config.mode == "rsync") {
+    ResyncBench r(config, time, bench);
+    return config.mode == "make-tree" ? r.makeTree()
+           : config.mode == "rsync"   ? r.rsync()
+                                      : r.haloResync();
   }
 
   const std::string primary = config.dir + "/primary";
@@ -452,8 +1066,10 @@ int run(const Config& config) {
 int main(int argc, char** argv) {
   halo::rfs::bench::Config c;
   CLI::App app{"halo-rfs-bench: file-system measurements for bench/rfs/run.sh"};
-  app.add_option("--mode", c.mode, "plain | halo-fuse | halo-repl")
-      ->check(CLI::IsMember({"plain", "halo-fuse", "halo-repl"}));
+  app.add_option("--mode", c.mode,
+                 "plain | halo-fuse | halo-repl | make-tree | halo-resync | rsync")
+      ->check(
+          CLI::IsMember({"plain", "halo-fuse", "halo-repl", "make-tree", "halo-resync", "rsync"}));
   app.add_option("--dir", c.dir, "directory to measure in (halo modes: holds primary/, secondary/)")
       ->required();
   app.add_option("--label", c.label, "name printed on every line (default: the mode)");
@@ -468,11 +1084,35 @@ int main(int argc, char** argv) {
   app.add_flag("--peer-sync", c.peer_sync, "halo-repl: the secondary fsyncs too (async=none)");
   app.add_option("--port", c.port, "halo-repl: loopback port (private namespace)")
       ->capture_default_str();
+  app.add_option("--tree-files", c.tree_files, "resync tree: files of pseudo-random data")
+      ->capture_default_str();
+  app.add_option("--tree-file-mib", c.tree_file_mib, "resync tree: MiB per such file")
+      ->capture_default_str();
+  app.add_option("--tree-source", c.tree_source,
+                 "resync tree: a real tree copied in with cp -a (\"\" for none)")
+      ->capture_default_str();
+  app.add_flag("--reuse-tree", c.reuse_tree,
+               "resync: use DIR/primary as it is when DIR/tree.done matches the tree options");
+  app.add_flag("--keep-tree", c.keep_tree, "resync: keep a tree this run built");
+  app.add_flag("--keep-copy", c.keep_copy, "resync: keep DIR/secondary or DIR/rsync");
+  app.add_flag("--drop-caches", c.drop_caches,
+               "resync: cold caches (sync; drop_caches=3, machine-wide) instead of warm");
+  app.add_flag("!--no-verify", c.verify, "resync: do not compare the copy with the source");
+  app.add_option("--timeout-s", c.timeout_s, "resync: bound on the copy and on tree building")
+      ->capture_default_str();
+  app.add_option("--progress-ms", c.progress_ms,
+                 "halo-resync: print the primary's progress this often (0: never)")
+      ->capture_default_str();
+  app.add_option("--rsync", c.rsync, "rsync: the program")->capture_default_str();
+  app.add_option("--prefault-mib", c.prefault_mib,
+                 "resync: fault in then free this much memory just before timing (VMs)")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   if (c.label.empty()) {
     c.label = c.mode;
   }
-  if (c.seq_mib == 0 || c.fsync_samples == 0 || c.creates == 0 || c.rtt_samples == 0) {
+  if (c.seq_mib == 0 || c.fsync_samples == 0 || c.creates == 0 || c.rtt_samples == 0 ||
+      c.timeout_s == 0 || c.tree_file_mib == 0) {
     std::fprintf(stderr, "sizes must be positive\n");
     return 2;
   }

@@ -32,7 +32,8 @@ namespace halo::rfs {
 
 // The secondary's answer to a SyncFile or VerifyBlocks record (reintegration, resync.h): the byte
 // ranges of `path` whose content differs and must be sent. Every such record gets exactly one
-// answer, possibly with no range.
+// answer, possibly with no range, but a SyncFile with kSyncWholeFile (its content follows
+// without being asked).
 struct NeedRanges {
   uint16_t root = 0;
   uint64_t seq = 0;  // of the record answered

@@ -312,12 +312,9 @@ Status Applier::applySyncFile(const Op& op) {
   if (op.flags & kSyncNoXattrs) {
     HALO_RETURN_IF_ERROR(setXattrsExactly(root_fd_, op.path, {}));
   }
-  NeedRanges need{options_.root, op.seq, op.path, {}};
-  if ((op.flags & kSyncWholeFile) && op.length > 0) {
-    need.ranges.emplace_back(0, op.length);
-  }
-  if (options_.on_need) {
-    options_.on_need(std::move(need));
+  // A file sent whole needs no answer: its content follows right away.
+  if ((op.flags & kSyncWholeFile) == 0 && options_.on_need) {
+    options_.on_need(NeedRanges{options_.root, op.seq, op.path, {}});
   }
   return okStatus();
 }

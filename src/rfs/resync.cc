@@ -745,6 +745,7 @@ void Resyncer::syncFile(uint16_t root, const std::string& path, bool hard_linked
   }
   bool skipped = true;
   uint64_t size = 0;
+  uint64_t registered = 0;
   hub_.waitRoom(session_);
   fs.ordered([&] {
     struct stat st {};
@@ -776,12 +777,14 @@ void Resyncer::syncFile(uint16_t root, const std::string& path, bool hard_linked
     op.length = static_cast<uint64_t>(st.st_size);
     op.flags = (valid ? 0 : kSyncWholeFile) | (hard_linked ? kSyncHardLinked : 0) |
                (x.empty() ? kSyncNoXattrs : 0);
-    std::vector<uint64_t> seqs;
+    std::vector<uint64_t> seqs;  // the records the secondary answers
     uint64_t seq = submit(root, std::move(op));
     if (seq == 0) {
       return;
     }
-    seqs.push_back(seq);
+    if (valid) {
+      seqs.push_back(seq);  // a file sent whole is not answered: its copies are queued below
+    }
     submitXattrs(root, path, x);
     for (size_t i = 0; valid && i < digests.size(); i += kDigestsPerRecord) {
       Op v;
@@ -808,8 +811,9 @@ void Resyncer::syncFile(uint16_t root, const std::string& path, bool hard_linked
     f.path = path;
     f.size = size;
     f.replies = static_cast<int>(seqs.size());
-    if (valid && compared_end < size) {
-      const uint64_t start = compared_end;
+    registered = id;
+    if (!valid || compared_end < size) {
+      const uint64_t start = valid ? compared_end : 0;
       for (uint64_t at = start; at < size; at += kCopyChunk) {
         ++f.copies;
         const uint64_t n = std::min<uint64_t>(kCopyChunk, size - at);
@@ -828,6 +832,7 @@ void Resyncer::syncFile(uint16_t root, const std::string& path, bool hard_linked
     pending_files_.erase({root, path});
     return;
   }
+  fileStep(registered);  // an empty file sent whole has nothing to wait for
   // Answers that arrived while the records were being registered.
   std::vector<NeedRanges> early;
   {
@@ -900,7 +905,8 @@ void Resyncer::copyRange(uint64_t file_id, uint64_t offset, uint64_t length) {
   }
   FuseFs& fs = *roots_[root].fs;
   const int root_fd = fs.rootFd();
-  std::string data(length, '\0');
+  std::string data;
+  data.resize(length);  // filled by the read (a hole is not read)
   ssize_t got = -1;
   bool hole = false;
   struct stat read_st {};
@@ -952,7 +958,8 @@ void Resyncer::copyRange(uint64_t file_id, uint64_t offset, uint64_t length) {
       return;  // beyond the end now: a live truncate said it
     }
     op.type = OpType::Write;
-    op.data = data.substr(0, static_cast<size_t>(got));
+    data.resize(static_cast<size_t>(got));
+    op.data = std::move(data);
     if (submit(root, std::move(op)) != 0) {
       bytes_copied_ += static_cast<uint64_t>(got);
     }

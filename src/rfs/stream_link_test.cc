@@ -238,14 +238,21 @@ TEST_F(StreamLinkTest, NeedAnswersReachThePrimary) {
   sync.path = "f";
   sync.mode = S_IFREG | 0600;
   sync.length = 10;
-  sync.flags = kSyncWholeFile;
   send(sync);
+  Op verify;  // a digest of nothing: the block differs
+  verify.type = OpType::VerifyBlocks;
+  verify.path = "f";
+  verify.length = 16;
+  verify.data = std::string(16, '\0');
+  send(verify);
   std::unique_lock<std::mutex> lock(mutex_);
-  ASSERT_TRUE(cv_.wait_for(lock, std::chrono::seconds(5), [this] { return !needs_.empty(); }));
+  ASSERT_TRUE(cv_.wait_for(lock, std::chrono::seconds(5), [this] { return needs_.size() >= 2; }));
   EXPECT_EQ(needs_[0].path, "f");
   EXPECT_EQ(needs_[0].seq, 1u);
-  ASSERT_EQ(needs_[0].ranges.size(), 1u);
-  EXPECT_EQ(needs_[0].ranges[0], std::make_pair(uint64_t{0}, uint64_t{10}));
+  EXPECT_TRUE(needs_[0].ranges.empty());  // SyncFile: answered, nothing to send for it
+  EXPECT_EQ(needs_[1].seq, 2u);
+  ASSERT_EQ(needs_[1].ranges.size(), 1u);
+  EXPECT_EQ(needs_[1].ranges[0], std::make_pair(uint64_t{0}, uint64_t{16}));
 }
 
 TEST_F(StreamLinkTest, AFailedApplyEndsTheSessionOnBothSides) {
