@@ -20,7 +20,8 @@ struct ModuleKey {
   std::array<uint8_t, 32> mac{};
 };
 
-// Reads "halo-module-key 1\n<96 hex chars>\n" (the modulekey.dat written by genkey).
+// Reads "halo-module-key 1\n<96 hex chars>\n" (the modulekey.dat written by genkey); what follows
+// line 2 (the replication's TLS identity, rfs/channel.h parseModuleTls) is not its business.
 Result<ModuleKey> parseModuleKey(std::string_view file_content);
 
 // Fills the span with unpredictable bytes; injected so tests can make IVs deterministic.
