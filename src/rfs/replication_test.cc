@@ -115,6 +115,7 @@ class ReplicationTest : public ::testing::Test {
     o.port = 5620;  // the listener sets SO_REUSEADDR: each test can bind it again
     o.resync.threads = 4;
     o.resync.block_size = 64 * 1024;
+    o.resync.bandwidth_kib_per_s = bandwidth_kib_s_;
     o.connections = connections_;
     return o;
   }
@@ -177,6 +178,7 @@ class ReplicationTest : public ::testing::Test {
   std::string secondary_;
   PathFilter replicated_;
   unsigned connections_ = 1;
+  uint64_t bandwidth_kib_s_ = 0;
   Events primary_events_;
   Events secondary_events_;
   std::unique_ptr<PrimaryService> primary_service_;
@@ -315,6 +317,18 @@ TEST_F(ReplicationTest, ReintegrationWhileTheApplicationWrites) {
   ASSERT_TRUE(synced) << primary_events_.all() << secondary_events_.all();
   // The workload really ran while the reintegration did.
   EXPECT_GE(during, 5) << primary_events_.all();
+  expectIdenticalTrees();
+}
+
+// <rfs reiallowedbw>: the copies keep to the cap (12 MiB at 4 MiB/s: about 3 s).
+TEST_F(ReplicationTest, ReintegrationKeepsToItsBandwidthCap) {
+  bandwidth_kib_s_ = 4096;
+  ASSERT_EQ(sh("dd if=/dev/urandom of='" + primary_ + "/big' bs=1M count=12 status=none"), 0);
+  const auto t0 = std::chrono::steady_clock::now();
+  startPair();
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_GE(took, 2.5);
+  EXPECT_LT(took, 30.0);
   expectIdenticalTrees();
 }
 

@@ -85,6 +85,15 @@ class RfsFixture : public MirrorFixture {
                           << " are missing on " << on.netns() << ", the first " << first_missing;
   }
 
+  int occurrences(const TestNode& n, const std::string& text) const {
+    const std::string log = n.halo({"log", "-A", "-s", "3000", "-m", kModule}).output;
+    int count = 0;
+    for (size_t at = log.find(text); at != std::string::npos; at = log.find(text, at + 1)) {
+      ++count;
+    }
+    return count;
+  }
+
   void expectIdentical(const TestNode& n) {
     auto r = n.halo({"rfsverify", "-m", kModule}, std::chrono::seconds(300));
     EXPECT_EQ(r.exit_code, 0) << r.output;
@@ -215,6 +224,8 @@ TEST_F(RfsFixture, AnInterruptedReintegrationLeavesTheSecondaryNotUpToDate) {
   EXPECT_NE(r.exit_code, 0);
   EXPECT_THAT(r.output, HasSubstr("stopped during reintegration"));
   EXPECT_THAT(r.output, HasSubstr("primforce"));
+  EXPECT_THAT(n2_->halo({"get", "-m", kModule, "-r", "rfs.uptodate"}).output, HasSubstr("down"));
+  EXPECT_THAT(n1_->halo({"get", "-m", kModule, "-r", "rfs.uptodate"}).output, HasSubstr("up"));
   // With the primary running, a start reintegrates it again, to the end.
   ASSERT_EQ(n2_->halo({"start", "-m", kModule}).exit_code, 0);
   waitState(*n2_, "SECOND", 180);
@@ -241,6 +252,17 @@ TEST_F(RfsFixture, FullsyncSendsEveryFileWhole) {
   EXPECT_TRUE(logHas(*n1_, "fullsync: this reintegration sends every file whole"));
   EXPECT_TRUE(logHas(*n2_, "fullsync: every file sent whole"));
   expectIdentical(*n2_);
+  // The primary's way: `prim fullsync`, and the next secondary gets every file whole too.
+  ASSERT_EQ(n2_->halo({"stop", "-m", kModule}).exit_code, 0);
+  waitState(*n2_, "STOP");
+  ASSERT_EQ(n1_->halo({"stop", "-m", kModule}).exit_code, 0);
+  waitState(*n1_, "STOP");
+  ASSERT_EQ(n1_->halo({"prim", "fullsync", "-m", kModule}).exit_code, 0);
+  waitState(*n1_, "ALONE");
+  ASSERT_EQ(n2_->halo({"start", "-m", kModule}).exit_code, 0);
+  waitState(*n2_, "SECOND", 120);
+  EXPECT_EQ(occurrences(*n1_, "fullsync: this reintegration sends every file whole"), 2);
+  expectIdentical(*n1_);
 }
 
 // Reference 2.2 (nfsbox failure): the primary goes on ALONE without replication, its peer waits;
