@@ -71,13 +71,15 @@ cat <<MSG
 Halo demo running: mirror module "web", n1 PRIM and n2 SECOND, virtual IP $VIP
 (namespaces halo-demo-n1, halo-demo-n2, switch halo-demo-sw; roots $DEMO_DIR/n1, n2).
   curl http://127.0.0.1:$DEMO_PORT/         # answered through the VIP: names the primary
+                                            # and lists the starts (a replicated file)
   demo/halo n1 state -v -m web              # halo, run inside node n1 (or n2)
   demo/halo n2 log -m web                   # the module log of n2
 
 Watch a failover (in a second terminal: demo/watch.sh prints who answers every 100 ms):
   demo/poweroff.sh n1                       # n1 "loses power": every process killed, link down
   demo/halo n2 state -m web                 # ALONE (Ready) about half a second later
-  demo/poweron.sh n1                        # n1 boots again and joins as SECOND
+  demo/poweron.sh n1                        # n1 boots again, reintegrates, joins as SECOND
+  demo/halo n1 rfsverify -m web             # both copies of the served directory compared
   demo/halo n2 swap -m web                  # planned switch back: n1 PRIM, n2 SECOND
   bash demo/stop.sh                         # remove everything the demo created
 MSG
