@@ -293,9 +293,11 @@ void MirrorMachine::enqueueToWait(WaitReason why, const std::string& action) {
 }
 
 void MirrorMachine::enqueueResync() {
+  // Changes only whenever the two histories are related: the replication layer then compares
+  // the nodes' sync points and change logs exactly (an interrupted reintegration included) and
+  // falls back to comparing every file when they do not match.
   const bool changes_only =
-      peer_ && compareGenerations(record_, peer_->generation) == GenerationOrder::RemoteNewer &&
-      !record_.resync_interrupted;
+      peer_ && compareGenerations(record_, peer_->generation) != GenerationOrder::Unrelated;
   record_.uptodate = false;
   record_.resync_interrupted = true;
   record_.alone = false;

@@ -85,7 +85,7 @@ struct SendHeartbeatNow {};
 struct AskWitness {};
 struct StartResync {
   uint64_t id = 0;   // echoed by resyncDone, so a stale report is ignored
-  bool full = true;  // false: the secondary holds the primary's parent (changes only)
+  bool full = true;  // false: related histories (the replication layer may copy changes only)
 };
 // Replicated directories (<rfs>) only: the driver puts this node's replication in place for the
 // role (Primary: the interception mounted before the application starts; Off: no replication

@@ -121,13 +121,18 @@ void MirrorIo::rfsStartResync(const core::StartResync& r) {
                             (whole  ? " (fullsync: every file sent whole)"
                              : full ? " (every file compared)"
                                     : ""));
-    rfs_->start("secondary",
-                whole ? std::vector<std::string>{"--full"} : std::vector<std::string>{},
-                [this, id](bool ok, const std::string& detail) {
-                  if (!ok && resync_id_ == id) {
-                    rfsSecondaryEnded(detail);
-                  }
-                });
+    std::vector<std::string> args;
+    if (whole) {
+      args.push_back("--full");
+    }
+    if (full) {
+      args.push_back("--compare");  // unrelated generations: no change log applies
+    }
+    rfs_->start("secondary", args, [this, id](bool ok, const std::string& detail) {
+      if (!ok && resync_id_ == id) {
+        rfsSecondaryEnded(detail);
+      }
+    });
   });
 }
 

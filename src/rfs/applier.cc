@@ -103,6 +103,7 @@ Status Applier::apply(const Op& op) {
     case OpType::ResyncDone:
     case OpType::ResyncProgress:
     case OpType::Goodbye:
+    case OpType::ResyncBegin:
       break;  // markers for the receiver
     default:
       s = applyLive(op);

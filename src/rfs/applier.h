@@ -33,12 +33,14 @@ namespace halo::rfs {
 // The secondary's answer to a SyncFile or VerifyBlocks record (reintegration, resync.h): the byte
 // ranges of `path` whose content differs and must be sent. Every such record gets exactly one
 // answer, possibly with no range, but a SyncFile with kSyncWholeFile (its content follows
-// without being asked).
+// without being asked). A SyncDir with kSyncAnswerMissing is answered with the names of the
+// entries the secondary lacks (`entries`).
 struct NeedRanges {
   uint16_t root = 0;
   uint64_t seq = 0;  // of the record answered
   std::string path;
   std::vector<std::pair<uint64_t, uint64_t>> ranges;  // (offset, length), ascending
+  std::vector<std::string> entries;                   // names in directory `path`
 };
 
 struct ApplierOptions {

@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <sys/xattr.h>
 
+#include <algorithm>
 #include <optional>
 #include <unordered_map>
 
@@ -263,6 +264,7 @@ Status Applier::applySyncDir(const Op& op) {
   pending_entries_.erase(op.path);
   HALO_ASSIGN_OR_RETURN(UniqueFd dir, openBeneath(root_fd_, op.path, O_RDONLY | O_DIRECTORY));
   HALO_ASSIGN_OR_RETURN(auto present, listEntries(dir.get()));
+  std::unordered_map<std::string, uint32_t> kept;
   for (const auto& e : present) {
     const std::string rel = childOf(op.path, e.name);
     if (options_.replicated && !options_.replicated(rel, e.type == S_IFDIR)) {
@@ -271,7 +273,20 @@ Status Applier::applySyncDir(const Op& op) {
     auto it = want.find(e.name);
     if (it == want.end() || it->second != e.type) {
       HALO_RETURN_IF_ERROR(removeTree(rel));
+    } else {
+      kept.emplace(e.name, e.type);
     }
+  }
+  if ((op.flags & kSyncAnswerMissing) && options_.on_need) {
+    // The entries the primary has and this node does not (any more): described next.
+    NeedRanges need{options_.root, op.seq, op.path, {}, {}};
+    for (const auto& [name, type] : want) {
+      if (kept.count(name) == 0) {
+        need.entries.push_back(name);
+      }
+    }
+    std::sort(need.entries.begin(), need.entries.end());
+    options_.on_need(std::move(need));
   }
   if (op.flags & kSyncNoXattrs) {
     HALO_RETURN_IF_ERROR(setXattrsExactly(root_fd_, op.path, {}));
@@ -283,10 +298,13 @@ Status Applier::applySyncFile(const Op& op) {
   HALO_ASSIGN_OR_RETURN(auto st, statAt(root_fd_, op.path));
   // A regular file of ours with other names would carry the copy into them: it is made a file
   // of its own. The primary's other names of this inode come as SyncLink records after it.
-  if (st && (!S_ISREG(st->st_mode) || st->st_nlink > 1)) {
+  // (Not in a fast reintegration: the names were the same on both nodes at the sync point.)
+  const bool ranges = (op.flags & kSyncRanges) != 0;
+  if (st && (!S_ISREG(st->st_mode) || (st->st_nlink > 1 && !ranges))) {
     HALO_RETURN_IF_ERROR(removeTree(op.path));
     st.reset();
   }
+  const bool created = !st;
   if (!st) {
     HALO_ASSIGN_OR_RETURN(Parent p, openParent(root_fd_, op.path));
     int raw = ::openat(p.fd, p.name.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC,
@@ -312,9 +330,14 @@ Status Applier::applySyncFile(const Op& op) {
   if (op.flags & kSyncNoXattrs) {
     HALO_RETURN_IF_ERROR(setXattrsExactly(root_fd_, op.path, {}));
   }
-  // A file sent whole needs no answer: its content follows right away.
+  // A file sent whole needs no answer: its content follows right away. In a fast
+  // reintegration, a file this node had to create needs all of its content.
   if ((op.flags & kSyncWholeFile) == 0 && options_.on_need) {
-    options_.on_need(NeedRanges{options_.root, op.seq, op.path, {}});
+    NeedRanges need{options_.root, op.seq, op.path, {}, {}};
+    if (ranges && created && op.length > 0) {
+      need.ranges.emplace_back(0, op.length);
+    }
+    options_.on_need(std::move(need));
   }
   return okStatus();
 }
@@ -323,7 +346,7 @@ Status Applier::applyVerifyBlocks(const Op& op) {
   const uint64_t block = op.length;
   const size_t count = op.data.size() / sizeof(BlockDigest);
   HALO_RETURN_IF_ERROR(checkRange(op.offset, block * count));
-  NeedRanges need{options_.root, op.seq, op.path, {}};
+  NeedRanges need{options_.root, op.seq, op.path, {}, {}};
   auto fd = openBeneath(root_fd_, op.path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
   struct stat st {};
   if (!fd.ok() || ::fstat(fd->get(), &st) != 0 || !S_ISREG(st.st_mode)) {

@@ -38,10 +38,106 @@ uint64_t Hub::submit(Op op) {
   if (session_) {
     session_->send(op);
   }
+  track(op);
   if (observer_) {
     observer_(op);
   }
   return op.seq;
+}
+
+void Hub::track(const Op& op) {
+  if (!(session_ && synced_)) {
+    log_.record(op);
+    return;
+  }
+  settle(session_->acked());
+  Op kept = op;
+  if (kept.type == OpType::Write) {
+    kept.length = kept.data.size();  // ChangeLog::record reads a trimmed Write's size there
+  }
+  kept.data.clear();
+  unacked_.push_back(std::move(kept));
+}
+
+void Hub::settle(uint64_t acked) {
+  while (!unacked_.empty() && unacked_.front().seq <= acked) {
+    unacked_.pop_front();
+  }
+  if (marker_seq_ != 0 && acked >= marker_seq_) {
+    // The secondary holds everything up to the marker: a new sync point.
+    base_ = next_base_;
+    marker_seq_ = 0;
+    resync_log_.clear();
+    journal_rewrite_ = true;
+  }
+}
+
+void Hub::keepUnacknowledged(uint64_t acked) {
+  settle(acked);
+  if (marker_seq_ != 0) {
+    // The marker never arrived: the old sync point stands, with everything logged since.
+    ChangeLog older = std::move(resync_log_);
+    older.merge(log_);
+    log_ = std::move(older);
+    resync_log_.clear();
+    marker_seq_ = 0;
+    journal_rewrite_ = true;
+  }
+  for (const Op& op : unacked_) {
+    log_.record(op);
+  }
+  unacked_.clear();
+}
+
+void Hub::restoreChanges(uint64_t base, ChangeLog log) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  base_ = base;
+  log_ = std::move(log);
+  (void)log_.takeTouched();
+}
+
+JournalDelta Hub::journalDelta() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (session_ && synced_) {
+    settle(session_->acked());
+  }
+  JournalDelta d;
+  d.base = base_;
+  // While a marker is out, the journal keeps the log it counts from (still the truth).
+  d.complete = log_.complete() && (marker_seq_ == 0 || resync_log_.complete());
+  auto touched = log_.takeTouched();
+  if (journal_rewrite_) {
+    journal_rewrite_ = false;
+    d.rewrite = true;
+    const ChangeLog& source = marker_seq_ != 0 ? resync_log_ : log_;
+    for (const auto& [root, path] : source.keys()) {
+      auto [flags, ranges] = source.row(root, path);
+      d.rows.push_back({root, path, flags, std::move(ranges)});
+    }
+    return d;
+  }
+  for (const auto& [root, path] : touched) {
+    auto [flags, ranges] = log_.row(root, path);
+    d.rows.push_back({root, path, flags, std::move(ranges)});
+  }
+  return d;
+}
+
+uint64_t Hub::base() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return base_;
+}
+
+void Hub::markChangesIncomplete() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  log_.markIncomplete();
+}
+
+ChangeLog Hub::changes() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  ChangeLog out = marker_seq_ != 0 ? resync_log_ : ChangeLog();
+  out.merge(log_);
+  return out;
 }
 
 bool Hub::waitSessionAcked(uint64_t id, uint64_t seq) {
@@ -53,7 +149,14 @@ bool Hub::waitSessionAcked(uint64_t id, uint64_t seq) {
     }
     s = session_;
   }
-  return s->waitAcked(seq);
+  if (!s->waitAcked(seq)) {
+    return false;
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (session_ == s) {
+    settle(s->acked());
+  }
+  return true;
 }
 
 void Hub::setObserver(uint64_t owner, std::function<void(const Op&)> observer) {
@@ -131,10 +234,17 @@ void Hub::waitAcked(uint64_t seq) {
 }
 
 std::shared_ptr<StreamSender> Hub::startSession(std::vector<std::unique_ptr<Channel>> channels,
-                                                StreamSender::Events events, uint64_t* id) {
+                                                StreamSender::Events events, uint64_t* id,
+                                                ChangeLog* changes, uint64_t* base) {
   closeSession();
   std::lock_guard<std::mutex> lock(mutex_);
   *id = ++session_id_;
+  if (changes != nullptr) {
+    *changes = log_;
+  }
+  if (base != nullptr) {
+    *base = base_;
+  }
   // No I/O under the lock: the session's threads write the answers before any record.
   Answer answer;
   answer.accepted = true;
@@ -157,8 +267,17 @@ uint64_t Hub::finishResync(uint64_t id) {
   Op marker;
   marker.type = OpType::ResyncDone;
   marker.seq = next_seq_++;
+  next_base_ = options_.random();
+  if (next_base_ == 0) {
+    next_base_ = 1;  // 0 means "no sync point"
+  }
+  marker.offset = next_base_;
   session_->send(marker);
   synced_ = true;
+  // What was logged is what the marker settles once acknowledged; until then it stands.
+  resync_log_ = std::move(log_);
+  log_ = ChangeLog();
+  marker_seq_ = marker.seq;
   return marker.seq;
 }
 
@@ -172,6 +291,7 @@ void Hub::sessionLost(uint64_t id, const std::string& why) {
     }
     old = std::move(session_);
     bytes_before_ += old->bytesSent();
+    keepUnacknowledged(old->acked());
     fenced = synced_;
     fenced_ = fenced_ || synced_;
     synced_ = false;
@@ -221,6 +341,7 @@ void Hub::closeSession(bool goodbye, Millis wait) {
     old = std::move(session_);
     if (old) {
       bytes_before_ += old->bytesSent();
+      keepUnacknowledged(old->acked());
     }
     synced_ = false;
     ended.swap(ended_);

@@ -15,10 +15,18 @@
 // lost — or until lock_timeout. So an application never gets success for a write that only the
 // primary has while the secondary could still take over as up to date.
 //
+// Change tracking (DESIGN 6.3, change_log.h): whatever the secondary may lack goes into the
+// change log: every operation while no session is synced (alone, or reintegrating), and, when a
+// synced session ends, the records it had not acknowledged (the hub keeps them, without their
+// data, until they are). A reintegration's ResyncDone marker carries a new sync point id; once
+// the secondary acknowledges it, that id is the base and the log starts empty. journalDelta()
+// hands what changed to the journal (journal.h), lazily.
+//
 // Thread-safety: all methods may be called from any thread.
 
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -26,6 +34,8 @@
 #include <vector>
 
 #include "base/time_source.h"
+#include "rfs/change_log.h"
+#include "rfs/journal.h"
 #include "rfs/sink.h"
 #include "rfs/stream_link.h"
 
@@ -34,6 +44,7 @@ namespace halo::rfs {
 struct HubOptions {
   Millis lock_timeout{100000};  // <rfs locktimeout>: the longest a fenced wait lasts
   LinkOptions link;
+  std::function<uint64_t()> random;  // new sync point ids (required)
 };
 
 class Hub {
@@ -56,8 +67,12 @@ class Hub {
   // Starts a session on the secondary's connections (answering them); a previous session is
   // closed first. From now on every record goes to it. Sessions are named by an id that is
   // never reused (`id`), so a late caller of an old session can never reach a new one.
+  // `changes` receives, atomically with the session's first sequence number, what the
+  // secondary may lack from before it (the change log) and the sync point it counts from.
   std::shared_ptr<StreamSender> startSession(std::vector<std::unique_ptr<Channel>> channels,
-                                             StreamSender::Events events, uint64_t* id);
+                                             StreamSender::Events events, uint64_t* id,
+                                             ChangeLog* changes = nullptr,
+                                             uint64_t* base = nullptr);
   // Submits a record of session `id`'s reintegration: dropped (0) when it is no longer current.
   uint64_t submitTo(uint64_t id, Op op);
   // Waits, without any lock held, until session `id` has room for more records (half its
@@ -85,6 +100,16 @@ class Hub {
   // never from a session's event.
   void reap();
 
+  // Change tracking: starts from what the journal held.
+  void restoreChanges(uint64_t base, ChangeLog log);
+  // What the journal must write now (the rows changed since the last call).
+  JournalDelta journalDelta();
+  uint64_t base() const;
+  // A copy of the change log (rfsdiff, status).
+  ChangeLog changes() const;
+  // The log cannot describe what changed: the next reintegration is full.
+  void markChangesIncomplete();
+
   bool synced() const;
   bool fenced() const;
   bool hasSession() const;
@@ -92,6 +117,12 @@ class Hub {
 
  private:
   class RootSink;
+  // Under mutex_: an operation of the application, into the log or the unacknowledged list.
+  void track(const Op& op);
+  // Under mutex_: the session's acknowledgements settle the list and a pending sync point.
+  void settle(uint64_t acked);
+  // Under mutex_: the session ends; what it did not acknowledge goes into the log.
+  void keepUnacknowledged(uint64_t acked);
 
   const HubOptions options_;
   TimeSource& time_;
@@ -109,6 +140,13 @@ class Hub {
   uint64_t bytes_before_ = 0;                // sent by sessions that ended; mutex_
   std::function<void(const Op&)> observer_;  // guarded by mutex_
   uint64_t observer_owner_ = 0;              // guarded by mutex_
+  ChangeLog log_;                            // what the secondary may lack; mutex_
+  uint64_t base_ = 0;                        // the sync point log_ counts from; mutex_
+  std::deque<Op> unacked_;                   // a synced session's records, without data; mutex_
+  ChangeLog resync_log_;                     // log_ when the ResyncDone marker went out; mutex_
+  uint64_t marker_seq_ = 0;                  // that marker, not yet acknowledged (0: none); mutex_
+  uint64_t next_base_ = 0;                   // the id it carries; mutex_
+  bool journal_rewrite_ = false;             // the journal must be rewritten whole; mutex_
   // Lost sessions, destroyed by the next owner call (their own thread may have reported it).
   std::vector<std::shared_ptr<StreamSender>> ended_;  // guarded by mutex_
 };

@@ -99,7 +99,8 @@ class Reader {
 bool typeAllowsRoot(OpType t) {
   return t == OpType::SetAttr || t == OpType::SetXattr || t == OpType::RemoveXattr ||
          t == OpType::Fsync || t == OpType::SyncDir || t == OpType::SyncXattrs ||
-         t == OpType::ResyncDone || t == OpType::ResyncProgress || t == OpType::Goodbye;
+         t == OpType::ResyncDone || t == OpType::ResyncProgress || t == OpType::Goodbye ||
+         t == OpType::ResyncBegin;
 }
 
 bool validTarget(const std::string& t) {
@@ -194,6 +195,8 @@ const char* opTypeName(OpType t) {
       return "ResyncProgress";
     case OpType::Goodbye:
       return "Goodbye";
+    case OpType::ResyncBegin:
+      return "ResyncBegin";
   }
   return "Unknown";
 }
@@ -221,7 +224,7 @@ bool validRelativePath(std::string_view path, bool allow_root) {
 }
 
 Status validateOp(const Op& op) {
-  if (op.type < OpType::Write || op.type > OpType::Goodbye) {
+  if (op.type < OpType::Write || op.type > kLastOpType) {
     return invalidArgument("op: unknown type " + std::to_string(static_cast<int>(op.type)));
   }
   const std::string name = opTypeName(op.type);
@@ -229,7 +232,7 @@ Status validateOp(const Op& op) {
     return invalidArgument(name + ": invalid path \"" + op.path + "\"");
   }
   if ((op.type == OpType::ResyncDone || op.type == OpType::ResyncProgress ||
-       op.type == OpType::Goodbye) &&
+       op.type == OpType::Goodbye || op.type == OpType::ResyncBegin) &&
       !op.path.empty()) {
     return invalidArgument(name + ": path must be empty");
   }
@@ -405,7 +408,7 @@ Result<std::pair<Op, size_t>> decodeOp(std::string_view in) {
                            std::to_string(kFormatVersion));
   }
   (void)r.get(&type);
-  if (type < static_cast<uint8_t>(OpType::Write) || type > static_cast<uint8_t>(OpType::Goodbye)) {
+  if (type < static_cast<uint8_t>(OpType::Write) || type > static_cast<uint8_t>(kLastOpType)) {
     return invalidArgument("op record: unknown type " + std::to_string(type));
   }
   op.type = static_cast<OpType>(type);

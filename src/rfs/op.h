@@ -41,12 +41,19 @@ enum class OpType : uint8_t {
   SyncNode,      // path, mode (S_IFIFO/S_IFCHR/S_IFBLK/S_IFSOCK | perms), rdev, uid, gid, times
   SyncLink,      // path (existing name) -> path2 (must be another name of the same inode)
   SyncXattrs,    // path, data = every extended attribute (encodeXattrs): the others go
-  ResyncDone,    // the reintegration's last record: the secondary now holds the primary's data
+  ResyncDone,    // the reintegration's last record: the secondary now holds the primary's data;
+                 // offset = the new sync point's id (journal.h), which both nodes keep
   ResyncProgress,  // data = progress text shown on the secondary (at most kMaxProgress bytes)
   // The primary ends the session on purpose (its application is stopped): every operation it
   // made is before this record, so the secondary's copy is complete, not outdated.
   Goodbye,
+  // The reintegration's first record; flags: kResyncFull when every file is compared (the
+  // secondary then forgets its sync point before anything changes: an interrupted full
+  // reintegration leaves changes no log describes).
+  ResyncBegin,
 };
+inline constexpr OpType kLastOpType = OpType::ResyncBegin;
+inline constexpr int32_t kResyncFull = 1;
 const char* opTypeName(OpType t);
 
 // SetAttr flags: which attributes the operation sets.
@@ -62,6 +69,15 @@ inline constexpr int32_t kSyncNoXattrs = 1;    // the primary's object has none:
 inline constexpr int32_t kSyncWholeFile = 2;   // SyncFile: send every block, do not compare
 inline constexpr int32_t kSyncListMore = 4;    // SyncDir: the entry list continues in the next one
 inline constexpr int32_t kSyncHardLinked = 8;  // SyncFile: the primary's file has other names
+// Fast reintegration (only what changed, change_log.h), where the secondary is expected to hold
+// the object already:
+//   SyncFile: leave hard links alone (they were the same at the sync point) and answer the whole
+//   file if it had to be created or replaced, nothing otherwise (the primary sends the changed
+//   ranges without being asked);
+//   SyncDir (on the list's last record): answer the names of the entries it lacks, or had with
+//   another type (NeedRanges::entries), which the primary then describes entirely.
+inline constexpr int32_t kSyncRanges = 16;
+inline constexpr int32_t kSyncAnswerMissing = 32;
 
 // Bounds a decoder enforces (and an encoder's caller respects): a write carries at most
 // kMaxData bytes (the FUSE max_write), a path at most kMaxPath bytes.

@@ -171,6 +171,7 @@ std::vector<Op> sampleOps() {
   add(makeOp(OpType::ResyncDone, [&](Op&) {}));
   add(makeOp(OpType::ResyncProgress, [&](Op& o) { o.data = "12 files"; }));
   add(makeOp(OpType::Goodbye, [&](Op&) {}));
+  add(makeOp(OpType::ResyncBegin, [&](Op& o) { o.flags = kResyncFull; }));
   return ops;
 }
 
@@ -221,7 +222,7 @@ TEST(OpTest, RoundTripEveryType) {
     EXPECT_EQ(r->first, op) << opTypeName(op.type);
     EXPECT_EQ(r->second, s.size());
   }
-  for (int t = static_cast<int>(OpType::Write); t <= static_cast<int>(OpType::Goodbye); ++t) {
+  for (int t = static_cast<int>(OpType::Write); t <= static_cast<int>(kLastOpType); ++t) {
     EXPECT_TRUE(seen[static_cast<size_t>(t)]) << "no sample of type " << t;
   }
 }

@@ -1,4 +1,6 @@
 #include <cinttypes>
+#include <optional>
+#include <random>
 
 #include "rfs/service.h"
 #include "rfs/service_util.h"
@@ -7,6 +9,20 @@ namespace halo::rfs {
 
 namespace {
 constexpr Millis kSampleEvery{1000};
+// The change log reaches the journal this often (lazily: DESIGN 6.3).
+constexpr Millis kJournalEvery{2000};
+
+uint64_t randomId() {
+  std::random_device rd;
+  return (uint64_t{rd()} << 32) | rd();
+}
+
+// What a session's reintegration is decided from: the log and sync point when it started.
+struct SessionPlan {
+  ChangeLog changes;
+  uint64_t base = 0;
+  std::optional<SinceInfo> since;
+};
 }  // namespace
 
 Result<std::unique_ptr<PrimaryService>> PrimaryService::start(ServiceOptions options,
@@ -26,6 +42,7 @@ Status PrimaryService::begin() {
   HubOptions ho;
   ho.lock_timeout = options_.lock_timeout;
   ho.link = options_.link;
+  ho.random = options_.random ? options_.random : randomId;
   Hub::Events he;
   he.lost = [this](const std::string& why, bool fenced) {
     events_({"lost",
@@ -42,6 +59,27 @@ Status PrimaryService::begin() {
              'C'});
   };
   hub_ = std::make_unique<Hub>(options_.dirs.size(), ho, time_, std::move(he));
+  if (!options_.journal.empty()) {
+    // Before the mounts: every operation of the application is tracked from the first.
+    auto journal = Journal::open(options_.journal);
+    if (!journal.ok()) {
+      return journal.status().withPrefix("the replication journal");
+    }
+    auto loaded = (*journal)->load();
+    if (!loaded.ok()) {
+      return loaded.status().withPrefix("the replication journal " + options_.journal);
+    }
+    if (!loaded->clean && loaded->base != 0) {
+      loaded->log.markIncomplete();
+      events_({"log",
+               "The replication process did not stop cleanly last time: its change log may miss "
+               "the last changes, so the next reintegration compares every file",
+               'E'});
+    }
+    hub_->restoreChanges(loaded->base, std::move(loaded->log));
+    journal_ = std::move(*journal);
+  }
+  last_flush_ = time_.monotonicTime();
   for (size_t i = 0; i < options_.dirs.size(); ++i) {
     const ReplicatedDir& d = options_.dirs[i];
     // The guard before the mount: an unmounted file system must not be replicated as empty.
@@ -109,7 +147,39 @@ Status PrimaryService::stop() {
     }
   }
   mounts_.clear();
+  if (journal_ && hub_) {
+    // Nothing changes any more: the log is complete on disk, and this stop was clean.
+    flushJournal();
+    if (journal_error_.empty()) {
+      (void)journal_->markClean();
+    }
+  }
   return result;
+}
+
+void PrimaryService::flushJournal() {
+  last_flush_ = time_.monotonicTime();
+  if (!journal_) {
+    return;
+  }
+  JournalDelta d = hub_->journalDelta();
+  if (d.empty() && d.base == written_base_ && d.complete == written_complete_) {
+    return;
+  }
+  if (Status s = journal_->write(d); !s.ok()) {
+    // Rows are missing on disk now: whatever it says later, it cannot be trusted.
+    hub_->markChangesIncomplete();
+    if (journal_error_.empty()) {
+      events_({"log",
+               "Cannot write the replication journal (" + s.message() +
+                   "): the next reintegration compares every file",
+               'E'});
+    }
+    journal_error_ = s.message();
+    return;
+  }
+  written_base_ = d.base;
+  written_complete_ = d.complete;
 }
 
 void PrimaryService::unfence() { hub_->unfence(); }
@@ -151,6 +221,9 @@ void PrimaryService::loop() {
       t();
     }
     sample();
+    if (time_.monotonicTime() - last_flush_ >= kJournalEvery) {
+      flushJournal();
+    }
   }
 }
 
@@ -195,9 +268,12 @@ void PrimaryService::startSession(std::vector<std::unique_ptr<Channel>> channels
   hub_->closeSession();
   hub_->reap();
   old.reset();
+  const bool whole = whole_files || options_.full;
+  options_.full = false;  // fullsync: one reintegration only
   const size_t count = channels.size();
   const std::string kind = channels.front()->kind();
   auto holder = std::make_shared<std::atomic<uint64_t>>(0);  // the hub's id of the session
+  auto plan = std::make_shared<SessionPlan>();               // filled with the session
   StreamSender::Events ev;
   auto current = [this, gen](const std::function<void(Resyncer&)>& fn) {
     post([this, gen, fn] {
@@ -227,11 +303,44 @@ void PrimaryService::startSession(std::vector<std::unique_ptr<Channel>> channels
     auto shared = std::make_shared<Manifest>(std::move(*m));
     current([root, shared](Resyncer& r) { r.setHint(root, *shared); });
   };
-  ev.hints_done = [this, current](bool compare_all) {
-    current([this, compare_all](Resyncer& r) {
-      events_({"log", "Reintegration of the secondary begins", 'I'});
-      if (compare_all) {
+  ev.since = [current, plan](SinceInfo since) {
+    auto shared = std::make_shared<SinceInfo>(std::move(since));
+    current([plan, shared](Resyncer&) { plan->since = *shared; });
+  };
+  ev.hints_done = [this, current, plan, whole](bool compare_all) {
+    current([this, plan, compare_all, whole](Resyncer& r) {
+      if (compare_all || plan->since) {
         r.noHints();
+      }
+      std::string why;
+      if (whole) {
+        why = "fullsync";
+      } else if (!plan->since) {
+        why = "the secondary holds no sync point";
+      } else if (plan->since->base != plan->base) {
+        why = "the secondary's sync point is not this node's";
+      } else if (!plan->changes.complete()) {
+        why = "this node's change log is incomplete";
+      } else {
+        auto theirs = ChangeLog::decode(plan->since->log);
+        if (!theirs.ok()) {
+          why = "the secondary's change log is unreadable (" + theirs.status().message() + ")";
+        } else if (!theirs->complete()) {
+          why = "the secondary's change log is incomplete";
+        } else {
+          ChangeLog all = plan->changes;
+          all.merge(*theirs);
+          events_({"log",
+                   "Reintegration of the secondary begins: changes only (" +
+                       std::to_string(all.paths()) + " paths, " + std::to_string(all.dirtyBytes()) +
+                       " bytes of changed blocks)",
+                   'I'});
+          r.setPlan(std::move(all), plan->changes);
+        }
+      }
+      if (!r.fast()) {
+        events_({"log", "Reintegration of the secondary begins: every file compared (" + why + ")",
+                 'I'});
       }
       r.start();
     });
@@ -249,7 +358,8 @@ void PrimaryService::startSession(std::vector<std::unique_ptr<Channel>> channels
     });
   };
   uint64_t session_id = 0;
-  auto session = hub_->startSession(std::move(channels), std::move(ev), &session_id);
+  auto session = hub_->startSession(std::move(channels), std::move(ev), &session_id, &plan->changes,
+                                    &plan->base);
   holder->store(session_id);
   std::vector<ResyncRoot> roots;
   for (size_t i = 0; i < mounts_.size(); ++i) {
@@ -291,8 +401,7 @@ void PrimaryService::startSession(std::vector<std::unique_ptr<Channel>> channels
     });
   };
   ResyncOptions ro = options_.resync;
-  ro.whole_files = whole_files || options_.full;
-  options_.full = false;  // one reintegration only
+  ro.whole_files = whole;
   if (ro.whole_files) {
     events_({"log", "fullsync: this reintegration sends every file whole", 'I'});
   }
@@ -344,13 +453,19 @@ nlohmann::json PrimaryService::status() const {
     j["rei_bandwidth_kib_s"] = static_cast<int64_t>(rei_kib_s_);
     j["resync_done"] = resync_done_;
   }
+  const ChangeLog changes = hub_->changes();
+  j["changes"] = {{"base", hub_->base()},
+                  {"complete", changes.complete()},
+                  {"paths", changes.paths()},
+                  {"dirty_bytes", changes.dirtyBytes()}};
   j["session"] = hub_->hasSession();
   j["synced"] = hub_->synced();
   j["fenced"] = hub_->fenced();
   j["bytes_sent"] = hub_->bytesSent();
   if (r) {
     const ResyncProgress p = r->progress();
-    j["reintegration"] = {{"phase", p.phase},
+    j["reintegration"] = {{"mode", p.mode},
+                          {"phase", p.phase},
                           {"files_done", p.files_done},
                           {"files_total", p.files_total},
                           {"bytes_done", p.bytes_done},

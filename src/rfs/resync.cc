@@ -44,6 +44,8 @@ Resyncer::Resyncer(std::vector<ResyncRoot> roots, Hub& hub, uint64_t session, Re
   hints_.resize(roots_.size());
   redo_.resize(roots_.size());
   redo_active_.resize(roots_.size());
+  plan_pending_.resize(roots_.size());
+  whole_.resize(roots_.size());
 }
 
 Resyncer::~Resyncer() {
@@ -68,6 +70,20 @@ void Resyncer::setHint(uint16_t root, const Manifest& hint) {
 bool Resyncer::hintedMissing(uint16_t root, const std::string& path) const {
   if (options_.whole_files) {
     return true;
+  }
+  if (fast_) {
+    // Below a fresh path only the primary made: the secondary cannot hold it.
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (std::string p = path;;) {
+      if (whole_[root].count(p) != 0) {
+        return true;
+      }
+      if (p.empty()) {
+        return false;
+      }
+      const auto slash = p.rfind('/');
+      p = slash == std::string::npos ? std::string() : p.substr(0, slash);
+    }
   }
   if (no_hints_) {
     return false;
@@ -96,6 +112,14 @@ void Resyncer::start() {
 // a file, its content is done. A directory counts as finished only once the walk is over: its
 // subtree may still be in progress.
 bool Resyncer::describedLocked(uint16_t root, const std::string& path, bool dir) const {
+  if (fast_) {
+    // What the plan does not name was the same on both nodes; what it names is described once
+    // its item is done (and, for a directory, once nothing below it is pending).
+    if (pendingAtOrAboveLocked(root, path) || (dir && pendingBelowLocked(root, path))) {
+      return false;
+    }
+    return pending_files_.count({root, path}) == 0;
+  }
   // Under a path that a redo round has still to walk, nothing is described.
   for (std::string p = path;;) {
     if (redo_[root].count(p) != 0 || redo_active_[root].count(p) != 0) {
@@ -137,6 +161,7 @@ void Resyncer::observe(const Op& op) {
 
 ResyncProgress Resyncer::progress() const {
   ResyncProgress p;
+  p.mode = fast_ ? "changes" : "full";
   {
     std::lock_guard<std::mutex> lock(mutex_);
     p.phase = phase_;
@@ -241,7 +266,7 @@ void Resyncer::worker() {
 
 bool Resyncer::waitIdle() {
   std::unique_lock<std::mutex> lock(mutex_);
-  while (!stop_ && !(tasks_.empty() && running_ == 0 && files_.empty())) {
+  while (!stop_ && !(tasks_.empty() && running_ == 0 && files_.empty() && dir_answers_.empty())) {
     idle_cv_.wait_for(lock, std::chrono::milliseconds(500));
     lock.unlock();
     maybeReport();
@@ -288,12 +313,27 @@ void Resyncer::throttle(uint64_t bytes) {
   }
 }
 
+Status Resyncer::walkAll() {
+  HALO_RETURN_IF_ERROR(count());
+  for (uint16_t r = 0; r < roots_.size() && !stop_; ++r) {
+    HALO_RETURN_IF_ERROR(walkRoot(r, ""));
+  }
+  return okStatus();
+}
+
 void Resyncer::run() {
   std::string detail;
   bool ok = false;
-  Status s = count();
-  for (uint16_t r = 0; s.ok() && r < roots_.size() && !stop_; ++r) {
-    s = walkRoot(r, "");
+  Op begin;
+  begin.type = OpType::ResyncBegin;
+  begin.flags = fast_ ? 0 : kResyncFull;
+  Status s =
+      submit(0, std::move(begin)) == 0 ? unavailable("the replication session ended") : okStatus();
+  if (s.ok()) {
+    s = fast_ ? runPlan() : walkAll();
+  }
+  if (s.ok() && fast_ && waitIdle()) {
+    s = planMissing();
   }
   if (s.ok() && waitIdle()) {
     {
@@ -436,7 +476,7 @@ Status Resyncer::walkRoot(uint16_t root, const std::string& top) {
 }
 
 Status Resyncer::walkDir(uint16_t root, const std::string& path, std::vector<std::string>* subdirs,
-                         const std::string& only) {
+                         const std::string& only, bool list_only) {
   FuseFs& fs = *roots_[root].fs;
   const auto& replicated = roots_[root].replicated;
   std::vector<std::pair<std::string, bool>> files;  // regular files: (path, hard linked)
@@ -484,7 +524,7 @@ Status Resyncer::walkDir(uint16_t root, const std::string& path, std::vector<std
       if (replicated && !replicated(rel, S_ISDIR(st.st_mode))) {
         continue;
       }
-      if (!only.empty() && rel != only) {
+      if (list_only || (!only.empty() && rel != only)) {
         // A pass for one entry still lists the others: the directory keeps them all.
         entries.push_back({name, st.st_mode & S_IFMT});
         continue;
@@ -521,10 +561,16 @@ Status Resyncer::walkDir(uint16_t root, const std::string& path, std::vector<std
       std::vector<DirEntry> part(entries.begin() + static_cast<std::ptrdiff_t>(at),
                                  entries.begin() + static_cast<std::ptrdiff_t>(end));
       encodeEntries(part, &op.data);
-      op.flags =
-          (end < entries.size() ? kSyncListMore : 0) | (dir_xattrs.empty() ? kSyncNoXattrs : 0);
-      if (submit(root, std::move(op)) == 0) {
+      const bool last = end >= entries.size();
+      op.flags = (last ? 0 : kSyncListMore) | (dir_xattrs.empty() ? kSyncNoXattrs : 0) |
+                 (last && list_only ? kSyncAnswerMissing : 0);
+      const uint64_t seq = submit(root, std::move(op));
+      if (seq == 0) {
         return;
+      }
+      if (last && list_only) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        dir_answers_[seq] = {root, path};
       }
       at = end;
     } while (at < entries.size());
@@ -561,10 +607,15 @@ Status Resyncer::walkDir(uint16_t root, const std::string& path, std::vector<std
   });
   HALO_RETURN_IF_ERROR(status);
   ++entries_;
+  std::vector<NeedRanges> early;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     dirs_.emplace_back(root, path);
     walked_dirs_.insert({root, path});
+    early = takeEarlyLocked();  // a listed directory's answer may have come first
+  }
+  for (const auto& n : early) {
+    onNeed(n);
   }
   for (auto& [rel, linked] : files) {
     enqueueFile(root, rel, linked);

@@ -22,6 +22,13 @@
 // Files the secondary lacks (its hints, sent at the start of the session) are sent whole
 // without hashing.
 //
+// Fast reintegration (setPlan, resync_fast.cc): when both nodes derive from the same sync point,
+// only what their change logs record is reintegrated: changed files get their metadata and
+// changed ranges (the secondary answers "all" if it lacks the file), directories whose entries
+// changed are listed (the secondary answers the names it lacks, then described entirely), fresh
+// objects are described entirely (sent whole when only the primary made them). Live operations,
+// renames during the walk, links and times are handled as in the full walk.
+//
 // Thread-safety: onNeed/observe from any thread; the rest from the owner.
 
 #include <sys/stat.h>
@@ -43,6 +50,7 @@
 
 #include "base/time_source.h"
 #include "rfs/applier.h"
+#include "rfs/change_log.h"
 #include "rfs/fuse_fs.h"
 #include "rfs/hub.h"
 #include "rfs/tree_diff.h"
@@ -64,6 +72,7 @@ struct ResyncOptions {
 };
 
 struct ResyncProgress {
+  std::string mode;          // full, changes (fast reintegration)
   std::string phase;         // counting, walking, renamed, links, finishing, done
   uint64_t files_total = 0;  // regular files to reintegrate (from the count at the start)
   uint64_t files_done = 0;
@@ -94,6 +103,10 @@ class Resyncer {
   void setHint(uint16_t root, const Manifest& hint);
   // The secondary sent no hints (too large a tree): every file is compared.
   void noHints() { no_hints_ = true; }
+  // Before start(): reintegrate only what `plan` records; `whole` lists the fresh paths only the
+  // primary made (sent whole; the others' content is compared).
+  void setPlan(ChangeLog plan, ChangeLog whole);
+  bool fast() const { return fast_; }
   // Once; later calls (a peer repeating itself) do nothing.
   void start();
   void onNeed(const NeedRanges& need);
@@ -123,11 +136,28 @@ class Resyncer {
   };
 
   void run();
+  Status walkAll();
   Status count();
+  // Fast reintegration (resync_fast.cc).
+  Status runPlan();
+  void countPlan();
+  Status planMissing();  // entries the secondary said it lacks, described entirely
+  void syncChanged(uint16_t root, const std::string& path,
+                   const std::map<uint64_t, uint64_t>& ranges);
+  void planItemDone(uint16_t root, const std::string& path);
+  bool pendingAtOrAboveLocked(uint16_t root, const std::string& path) const;
+  bool pendingBelowLocked(uint16_t root, const std::string& path) const;
+  // Under mutex_: a registered record's answer may have come before its registration.
+  std::vector<NeedRanges> takeEarlyLocked();
+  // Under mutex_: a file whose records `seqs` await answers and whose `copies` are queued.
+  uint64_t registerFileLocked(uint16_t root, const std::string& path, uint64_t size,
+                              const std::vector<uint64_t>& seqs,
+                              const std::vector<std::pair<uint64_t, uint64_t>>& copies);
   Status walkRoot(uint16_t root, const std::string& top);
-  // Describes `path` and its entries; with `only`, of the entries just that one (a redo).
+  // Describes `path` and its entries; with `only`, of the entries just that one (a redo);
+  // with `list_only` (fast reintegration) just its list, answered with the names it lacks.
   Status walkDir(uint16_t root, const std::string& path, std::vector<std::string>* subdirs,
-                 const std::string& only = "");
+                 const std::string& only = "", bool list_only = false);
   // Under the ordering lock: a SyncLink when (dev, ino) was described under another name.
   bool linkToFirst(uint16_t root, const std::string& path, const struct stat& st);
   void syncFile(uint16_t root, const std::string& path, bool hard_linked);
@@ -157,6 +187,8 @@ class Resyncer {
   Events events_;
   MonotonicTime start_time_;
   std::atomic<bool> walk_over_{false};  // the first pass is done (redo rounds follow)
+  bool fast_ = false;
+  ChangeLog plan_;
 
   std::vector<std::unordered_map<std::string, HintEntry>> hints_;
   std::atomic<bool> stop_{false};
@@ -182,6 +214,12 @@ class Resyncer {
   std::set<std::pair<uint16_t, std::string>> walked_dirs_;    // mutex_
   std::set<std::pair<uint16_t, std::string>> pending_files_;  // queued or in progress; mutex_
   std::vector<LinkLater> links_;                              // mutex_
+  // Fast reintegration, by root: plan items (fresh and changed paths) not yet described, the
+  // fresh paths sent whole, and the directories whose answers (missing names) are awaited.
+  std::vector<std::set<std::string>> plan_pending_;                             // mutex_
+  std::vector<std::set<std::string>> whole_;                                    // mutex_
+  std::unordered_map<uint64_t, std::pair<uint16_t, std::string>> dir_answers_;  // by seq; mutex_
+  std::vector<std::pair<uint16_t, std::string>> missing_;                       // mutex_
   std::map<std::pair<uint16_t, std::pair<dev_t, ino_t>>, std::string> first_names_;  // mutex_
   std::vector<std::pair<uint16_t, std::string>> dirs_;  // walked directories, for their times
   std::string failure_;                                 // mutex_

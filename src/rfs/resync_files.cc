@@ -109,26 +109,13 @@ void Resyncer::syncFile(uint16_t root, const std::string& path, bool hard_linked
     skipped = false;
     // Registered before the lock goes, so that no answer can come for an unknown record... and
     // answers that raced ahead are kept in early_ until then.
-    std::lock_guard<std::mutex> lock(mutex_);
-    const uint64_t id = next_file_++;
-    PendingFile f;
-    f.root = root;
-    f.path = path;
-    f.size = size;
-    f.replies = static_cast<int>(seqs.size());
-    registered = id;
+    std::vector<std::pair<uint64_t, uint64_t>> copies;
     if (!valid || compared_end < size) {
       const uint64_t start = valid ? compared_end : 0;
-      for (uint64_t at = start; at < size; at += kCopyChunk) {
-        ++f.copies;
-        const uint64_t n = std::min<uint64_t>(kCopyChunk, size - at);
-        tasks_.push_back([this, id, at, n] { copyRange(id, at, n); });
-      }
+      copies.emplace_back(start, size - start);
     }
-    files_.emplace(id, std::move(f));
-    for (uint64_t s : seqs) {
-      by_seq_[s] = id;
-    }
+    std::lock_guard<std::mutex> lock(mutex_);
+    registered = registerFileLocked(root, path, size, seqs, copies);
   });
   work_cv_.notify_all();
   if (skipped) {
@@ -138,28 +125,66 @@ void Resyncer::syncFile(uint16_t root, const std::string& path, bool hard_linked
     return;
   }
   fileStep(registered);  // an empty file sent whole has nothing to wait for
-  // Answers that arrived while the records were being registered.
   std::vector<NeedRanges> early;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    for (auto it = early_.begin(); it != early_.end();) {
-      if (by_seq_.count(it->seq) != 0) {
-        early.push_back(std::move(*it));
-        it = early_.erase(it);
-      } else {
-        ++it;
-      }
-    }
+    early = takeEarlyLocked();
   }
   for (const auto& n : early) {
     onNeed(n);
   }
 }
 
+uint64_t Resyncer::registerFileLocked(uint16_t root, const std::string& path, uint64_t size,
+                                      const std::vector<uint64_t>& seqs,
+                                      const std::vector<std::pair<uint64_t, uint64_t>>& copies) {
+  const uint64_t id = next_file_++;
+  PendingFile f;
+  f.root = root;
+  f.path = path;
+  f.size = size;
+  f.replies = static_cast<int>(seqs.size());
+  for (auto [offset, length] : copies) {
+    const uint64_t end = std::min(size, offset + length);
+    for (uint64_t at = offset; at < end; at += kCopyChunk) {
+      ++f.copies;
+      const uint64_t n = std::min<uint64_t>(kCopyChunk, end - at);
+      tasks_.push_back([this, id, at, n] { copyRange(id, at, n); });
+    }
+  }
+  files_.emplace(id, std::move(f));
+  for (uint64_t s : seqs) {
+    by_seq_[s] = id;
+  }
+  return id;
+}
+
+std::vector<NeedRanges> Resyncer::takeEarlyLocked() {
+  std::vector<NeedRanges> out;
+  for (auto it = early_.begin(); it != early_.end();) {
+    if (by_seq_.count(it->seq) != 0 || dir_answers_.count(it->seq) != 0) {
+      out.push_back(std::move(*it));
+      it = early_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  return out;
+}
+
 void Resyncer::onNeed(const NeedRanges& need) {
   uint64_t id = 0;
   {
     std::lock_guard<std::mutex> lock(mutex_);
+    if (auto d = dir_answers_.find(need.seq); d != dir_answers_.end()) {
+      // A listed directory's answer: the entries the secondary lacks, described entirely later.
+      for (const auto& name : need.entries) {
+        missing_.emplace_back(d->second.first, childOf(d->second.second, name));
+      }
+      dir_answers_.erase(d);
+      idle_cv_.notify_all();
+      return;
+    }
     auto it = by_seq_.find(need.seq);
     if (it == by_seq_.end()) {
       early_.push_back(need);  // its file is being registered right now

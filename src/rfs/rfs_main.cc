@@ -4,9 +4,12 @@
 //
 //   halo-rfs primary   -m MODULE [--full]  FUSE over every replicated directory, listens for
 //                                          the secondary and reintegrates it
-//   halo-rfs secondary -m MODULE [--full]  applies what the primary sends
+//   halo-rfs secondary -m MODULE [--full] [--compare]
+//                                          applies what the primary sends
 //
 // --full (halo prim|second fullsync): the next reintegration sends every file whole.
+// --compare: the data generations are unrelated: every file is compared, whatever the journal
+// ($VAR/modules/MODULE/rfs.db: sync point and change log) says.
 //
 // The configuration is the module's active one (with the environment's macros, like the runtime
 // that started it), cluster.xml and the module key under HALO_ROOT. fd 3, when open, gets "OK\n"
@@ -22,6 +25,7 @@
 #include <cstring>
 #include <deque>
 #include <mutex>
+#include <random>
 #include <string>
 #include <thread>
 
@@ -52,13 +56,14 @@ constexpr Millis kLingerAfterLoss{1500};  // the runtime's long poll picks up th
 int usage() {
   fprintf(stderr,
           "usage: halo-rfs primary -m MODULE [--full]\n"
-          "       halo-rfs secondary -m MODULE [--full]\n"
+          "       halo-rfs secondary -m MODULE [--full] [--compare]\n"
           "The replication process of a mirror module; its runtime starts it.\n");
   return 2;
 }
 
 // The module's configuration, turned into what a service needs.
-Result<ServiceOptions> loadOptions(const halo::Paths& paths, const std::string& module, bool full) {
+Result<ServiceOptions> loadOptions(const halo::Paths& paths, const std::string& module, bool full,
+                                   bool compare) {
   const std::string conf = paths.activeConfDir(module) + "/userconfig.xml";
   HALO_ASSIGN_OR_RETURN(
       auto cfg, halo::config::parseModuleConfigFile(conf, halo::config::processEnvironment()));
@@ -100,6 +105,12 @@ Result<ServiceOptions> loadOptions(const halo::Paths& paths, const std::string& 
   o.sync_on_fsync = rfs.async == halo::config::RfsAsync::None;
   o.connections = static_cast<unsigned>(rfs.nbremconn);
   o.full = full;
+  o.compare = compare;
+  o.journal = paths.moduleVarDir(module) + "/rfs.db";
+  o.random = [] {
+    std::random_device rd;
+    return (uint64_t{rd()} << 32) | rd();
+  };
   const std::string key_path = paths.moduleConfDir(module) + "/modulekey.dat";
   if (halo::sys::pathExists(key_path)) {
     HALO_ASSIGN_OR_RETURN(std::string text, halo::sys::readFile(key_path));
@@ -221,11 +232,14 @@ int main(int argc, char** argv) {
   const std::string role = argv[1];
   std::string module;
   bool full = false;
+  bool compare = false;
   for (int i = 2; i < argc; ++i) {
     if (std::strcmp(argv[i], "-m") == 0 && i + 1 < argc) {
       module = argv[++i];
     } else if (std::strcmp(argv[i], "--full") == 0) {
       full = true;
+    } else if (std::strcmp(argv[i], "--compare") == 0) {
+      compare = true;
     } else {
       return usage();
     }
@@ -248,7 +262,7 @@ int main(int argc, char** argv) {
     halo::sys::reportReadiness("ERR " + sig.message());
     return 1;
   }
-  auto options = loadOptions(paths, module, full);
+  auto options = loadOptions(paths, module, full, compare);
   if (!options.ok()) {
     halo::sys::reportReadiness("ERR " + options.status().message());
     return 1;

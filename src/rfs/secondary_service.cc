@@ -42,9 +42,32 @@ SecondaryService::~SecondaryService() {
   for (const auto& dir : bind_mounts_) {
     ::umount2(dir.c_str(), MNT_DETACH);
   }
+  if (journal_) {
+    (void)journal_->markClean();  // nothing was applied after the last acknowledgement
+  }
 }
 
 Status SecondaryService::begin() {
+  if (!options_.journal.empty()) {
+    auto journal = Journal::open(options_.journal);
+    if (!journal.ok()) {
+      return journal.status().withPrefix("the replication journal");
+    }
+    auto loaded = (*journal)->load();
+    if (!loaded.ok()) {
+      return loaded.status().withPrefix("the replication journal " + options_.journal);
+    }
+    base_ = loaded->base;
+    own_ = std::move(loaded->log);
+    if (!loaded->clean && base_ != 0) {
+      // What it acknowledged may not all be on its disk: only a comparison tells.
+      events_({"log",
+               "The replication process did not stop cleanly last time: every file is compared",
+               'E'});
+      base_ = 0;
+    }
+    journal_ = std::move(*journal);
+  }
   for (size_t i = 0; i < options_.dirs.size(); ++i) {
     const ReplicatedDir& d = options_.dirs[i];
     if (::mkdir(d.dir.c_str(), 0755) == 0) {
@@ -142,7 +165,26 @@ void SecondaryService::connect() {
     appliers.push_back(a.get());
   }
   StreamReceiver::Events ev;
-  ev.resynced = [this] {
+  ev.begin = [this](bool full) {
+    if (full && journal_) {
+      // Before the first change: an interrupted full reintegration leaves changes no log
+      // describes, so this node no longer derives from any sync point.
+      if (Status st = journal_->resetTo(0); !st.ok()) {
+        events_({"log", "Cannot write the replication journal: " + st.message(), 'E'});
+      }
+      base_ = 0;
+    }
+  };
+  ev.resynced = [this](uint64_t sync_id) {
+    if (journal_) {
+      // Before the marker is acknowledged: the primary counts from it once it is.
+      if (Status st = journal_->resetTo(sync_id); !st.ok()) {
+        events_({"log", "Cannot write the replication journal: " + st.message(), 'E'});
+      }
+      base_ = sync_id;
+      std::lock_guard<std::mutex> lock(mutex_);
+      own_.clear();
+    }
     {
       std::lock_guard<std::mutex> lock(mutex_);
       state_ = "synced";
@@ -185,6 +227,10 @@ void SecondaryService::connect() {
            "Connected to the primary (" + std::to_string(count) + " " + kind + " connection" +
                (count > 1 ? "s" : "") + "): reintegration",
            'I'});
+  if (base_ != 0 && !options_.full && !options_.compare) {
+    sendSince();
+    return;
+  }
   // What this node holds, so that the primary sends missing files without comparing them.
   // A tree too large for one frame gets none: every file is compared then.
   std::vector<std::string> hints;
@@ -208,6 +254,21 @@ void SecondaryService::connect() {
   receiver_->sendFrame(FrameType::HintsDone, compare_all ? "compare" : "");
 }
 
+void SecondaryService::sendSince() {
+  // Its sync point and its own changes since (it wrote as primary): with the primary's log, what
+  // the reintegration must bring back to the primary's state.
+  SinceInfo since;
+  since.base = base_;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    since.log = own_.encode();
+  }
+  if (!receiver_->sendFrame(FrameType::Since, encodeSince(since))) {
+    return;
+  }
+  receiver_->sendFrame(FrameType::HintsDone, "");
+}
+
 nlohmann::json SecondaryService::status() const {
   nlohmann::json j = {{"role", "secondary"}};
   {
@@ -225,6 +286,7 @@ nlohmann::json SecondaryService::status() const {
     tolerated += a->tolerated();
   }
   j["tolerated"] = tolerated;
+  j["base"] = base_.load();
   nlohmann::json dirs = nlohmann::json::array();
   for (const auto& d : options_.dirs) {
     dirs.push_back(d.dir);

@@ -30,6 +30,7 @@
 #include "rfs/applier.h"
 #include "rfs/fuse_fs.h"
 #include "rfs/hub.h"
+#include "rfs/journal.h"
 #include "rfs/resync.h"
 #include "rfs/stream_link.h"
 #include "rfs/tree_diff.h"
@@ -58,7 +59,14 @@ struct ServiceOptions {
   // fullsync: the (next) reintegration sends every file whole (the secondary asks it in its
   // hello; the primary applies it to its next session).
   bool full = false;
+  // Secondary: the module's data generations are unrelated, so the secondary claims no sync
+  // point and every file is compared (the next reintegration only).
+  bool compare = false;
   Millis connect_for{10000};  // how long it tries to reach the primary
+  // The node's journal (journal.h), e.g. $VAR/modules/AM/rfs.db; empty: none (every
+  // reintegration is full).
+  std::string journal;
+  std::function<uint64_t()> random;  // sync point ids (required with a journal)
 };
 
 struct ServiceEvent {
@@ -88,6 +96,7 @@ class PrimaryService {
   std::optional<std::string> onConnection(AcceptedConnection& c);
   void startSession(std::vector<std::unique_ptr<Channel>> channels, bool whole_files);
   void sample();
+  void flushJournal();
 
   ServiceOptions options_;
   TimeSource& time_;
@@ -95,6 +104,11 @@ class PrimaryService {
   std::unique_ptr<Hub> hub_;
   std::vector<std::unique_ptr<FuseFs>> mounts_;
   std::unique_ptr<LinkListener> listener_;
+  std::unique_ptr<Journal> journal_;
+  MonotonicTime last_flush_;
+  uint64_t written_base_ = 0;
+  bool written_complete_ = true;
+  std::string journal_error_;  // the last write that failed (logged once)
 
   mutable std::mutex mutex_;
   std::condition_variable cv_;
@@ -131,12 +145,16 @@ class SecondaryService {
   SecondaryService(ServiceOptions options, TimeSource& time, EventSink events);
   Status begin();
   void connect();
+  void sendSince();
 
   ServiceOptions options_;
   TimeSource& time_;
   EventSink events_;
   std::vector<std::unique_ptr<Applier>> appliers_;
   std::vector<std::string> bind_mounts_;
+  std::unique_ptr<Journal> journal_;
+  std::atomic<uint64_t> base_{0};  // the sync point this node's data derives from (0: none)
+  ChangeLog own_;  // what this node changed since then (it wrote as primary); mutex_
   std::unique_ptr<LinkListener> listener_;
   std::unique_ptr<StreamReceiver> receiver_;
   std::atomic<bool> stopping_{false};

@@ -571,6 +571,15 @@ void StreamSender::handleFrame(const Frame& f) {
       }
       return;
     }
+    case FrameType::Since: {
+      auto since = decodeSince(f.payload);
+      if (!since.ok()) {
+        declareLost(since.status().message());
+      } else if (events_.since) {
+        events_.since(std::move(*since));
+      }
+      return;
+    }
     case FrameType::HintsDone:
       if (events_.hints_done) {
         events_.hints_done(f.payload == "compare");
@@ -787,8 +796,10 @@ bool StreamReceiver::applyOne(const Op& op, bool more, int* ops_since_ack,
       a->setTolerant(false);
     }
     if (events_.resynced) {
-      events_.resynced();
+      events_.resynced(op.offset);
     }
+  } else if (op.type == OpType::ResyncBegin && events_.begin) {
+    events_.begin((op.flags & kResyncFull) != 0);
   } else if (op.type == OpType::ResyncProgress && events_.progress) {
     events_.progress(op.data);
   } else if (op.type == OpType::Goodbye) {

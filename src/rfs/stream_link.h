@@ -94,6 +94,7 @@ class StreamSender {
   struct Events {
     std::function<void(NeedRanges)> need;
     std::function<void(uint16_t root, std::string manifest)> hint;
+    std::function<void(SinceInfo since)> since;
     // compare_all: the secondary sent no hints (too large a tree): compare every file.
     std::function<void(bool compare_all)> hints_done;
     // Once, on the session's reader thread (never on a caller of send or waitAcked, which may
@@ -161,7 +162,10 @@ class StreamSender {
 class StreamReceiver {
  public:
   struct Events {
-    std::function<void()> resynced;  // the ResyncDone record was applied
+    // The reintegration's first record (before anything it changes): full or changes only.
+    std::function<void(bool full)> begin;
+    // The ResyncDone record was applied (before it is acknowledged): the new sync point's id.
+    std::function<void(uint64_t sync_id)> resynced;
     std::function<void(const std::string& text)> progress;
     // Once: the session is over; `planned` when the primary said Goodbye (all is here).
     std::function<void(const std::string& why, bool planned)> ended;

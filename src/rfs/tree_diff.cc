@@ -20,6 +20,8 @@
 #include <unordered_map>
 #include <utility>
 
+#include "rfs/varint.h"
+
 // XXH3-128 rather than SHA-256 or BLAKE2 through OpenSSL: the digests guard against accidental
 // corruption and divergence, not against an attacker (the peer is authenticated by the
 // transport), and XXH3 hashes at memory speed (tens of GB/s per core, against ~2 GB/s for SHA-256
@@ -570,18 +572,9 @@ Result<WalkResult> walkTree(const std::string& root, const WalkOptions& options)
 
 namespace {
 
-void putVarint(uint64_t v, std::string* out) {
-  while (v >= 0x80) {
-    out->push_back(static_cast<char>((v & 0x7f) | 0x80));
-    v >>= 7;
-  }
-  out->push_back(static_cast<char>(v));
-}
-
-void putBytes(std::string_view s, std::string* out) {
-  putVarint(s.size(), out);
-  out->append(s);
-}
+using codec::putBytes;
+using codec::putVarint;
+using codec::Reader;
 
 uint64_t zigzag(int64_t v) {
   return (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63);
@@ -591,46 +584,6 @@ int64_t unzigzag(uint64_t v) { return static_cast<int64_t>(v >> 1) ^ -static_cas
 // Smallest possible encoded entry: 12 one-byte fields. Bounds the entry count a header may claim
 // before anything is allocated.
 constexpr size_t kMinEntryBytes = 12;
-
-class Reader {
- public:
-  explicit Reader(std::string_view in) : in_(in) {}
-
-  size_t remaining() const { return in_.size() - pos_; }
-  size_t pos() const { return pos_; }
-
-  bool varint(uint64_t* v) {
-    uint64_t result = 0;
-    for (int shift = 0; shift < 64; shift += 7) {
-      if (pos_ >= in_.size()) {
-        return false;
-      }
-      uint8_t b = static_cast<uint8_t>(in_[pos_++]);
-      if (shift == 63 && b > 1) {
-        return false;  // overflows 64 bits
-      }
-      result |= uint64_t{b & 0x7fu} << shift;
-      if ((b & 0x80) == 0) {
-        *v = result;
-        return true;
-      }
-    }
-    return false;
-  }
-
-  bool bytes(size_t n, std::string_view* out) {
-    if (n > remaining()) {
-      return false;
-    }
-    *out = in_.substr(pos_, n);
-    pos_ += n;
-    return true;
-  }
-
- private:
-  std::string_view in_;
-  size_t pos_ = 0;
-};
 
 std::string pathValidity(std::string_view p) {
   if (p.size() > kMaxPathBytes) {

@@ -151,7 +151,7 @@ Result<std::pair<Frame, size_t>> decodeFrame(std::string_view in) {
   }
   const auto type = static_cast<uint8_t>(in[0]);
   if (type < static_cast<uint8_t>(FrameType::Ack) ||
-      type > static_cast<uint8_t>(FrameType::Manifest)) {
+      type > static_cast<uint8_t>(FrameType::Since)) {
     return invalidArgument("frame: unknown type " + std::to_string(type));
   }
   const auto size = get<uint32_t>(in.data() + 1);
@@ -191,6 +191,11 @@ std::string encodeNeed(const NeedRanges& need) {
     put<uint64_t>(&s, offset);
     put<uint64_t>(&s, length);
   }
+  put<uint32_t>(&s, static_cast<uint32_t>(need.entries.size()));
+  for (const auto& name : need.entries) {
+    put<uint16_t>(&s, static_cast<uint16_t>(name.size()));
+    s += name;
+  }
   return s;
 }
 
@@ -203,7 +208,7 @@ Result<NeedRanges> decodeNeed(std::string_view payload) {
       !c.readBytes(path_size, &n.path) || !c.read(&count) || count > payload.size() / 16) {
     return invalidArgument("need: malformed");
   }
-  if (!validRelativePath(n.path, false)) {
+  if (!validRelativePath(n.path, true)) {  // "" : the root directory's entries
     return invalidArgument("need: invalid path");
   }
   uint64_t end = 0;
@@ -217,10 +222,41 @@ Result<NeedRanges> decodeNeed(std::string_view payload) {
     end = offset + length;
     n.ranges.emplace_back(offset, length);
   }
+  uint32_t names = 0;
+  if (!c.read(&names) || names > payload.size() / 3) {
+    return invalidArgument("need: malformed entry list");
+  }
+  for (uint32_t i = 0; i < names; ++i) {
+    uint16_t size = 0;
+    std::string name;
+    if (!c.read(&size) || !c.readBytes(size, &name) || !validRelativePath(name, false) ||
+        name.find('/') != std::string::npos) {
+      return invalidArgument("need: bad entry name");
+    }
+    n.entries.push_back(std::move(name));
+  }
   if (!c.done()) {
     return invalidArgument("need: trailing bytes");
   }
   return n;
+}
+
+std::string encodeSince(const SinceInfo& since) {
+  std::string s;
+  put<uint64_t>(&s, since.base);
+  put<uint16_t>(&s, since.flags);
+  s += since.log;
+  return s;
+}
+
+Result<SinceInfo> decodeSince(std::string_view payload) {
+  Cursor c(payload);
+  SinceInfo since;
+  if (!c.read(&since.base) || !c.read(&since.flags)) {
+    return invalidArgument("since: too short");
+  }
+  since.log.assign(c.rest());
+  return since;
 }
 
 std::string encodeRooted(uint16_t root, std::string_view bytes) {

@@ -23,7 +23,7 @@
 namespace halo::rfs {
 
 inline constexpr char kLinkMagic[4] = {'H', 'R', 'F', 'S'};
-inline constexpr uint8_t kLinkVersion = 2;
+inline constexpr uint8_t kLinkVersion = 3;
 inline constexpr size_t kHelloSize = 24;
 inline constexpr size_t kAnswerHeaderSize = 20;  // + the refusal text
 inline constexpr size_t kMaxAnswerText = 1024;
@@ -62,6 +62,9 @@ enum class FrameType : uint8_t {
   HintsDone = 4,  // every directory's hint was sent: the reintegration may begin
   Error = 5,      // text: why the secondary gives up (it closes next)
   Manifest = 6,   // u16 root, then a manifest with digests (rfsverify)
+  // Instead of hints, before HintsDone: the sync point the secondary's data derives from and
+  // its own changes since then (Since), so that only what changed is reintegrated.
+  Since = 7,
 };
 
 struct Frame {
@@ -83,6 +86,18 @@ Result<uint64_t> decodeAck(std::string_view payload);
 struct NeedRanges;
 std::string encodeNeed(const NeedRanges& need);
 Result<NeedRanges> decodeNeed(std::string_view payload);
+
+// The Since payload: u64 sync point id, u16 flags, then ChangeLog::encode() of the secondary's
+// own changes since that point (an activity log's zones, or what it wrote as primary).
+inline constexpr uint16_t kSinceCrashed = 1;  // its last replication process did not stop cleanly
+struct SinceInfo {
+  uint64_t base = 0;
+  uint16_t flags = 0;
+  std::string log;
+  bool operator==(const SinceInfo&) const = default;
+};
+std::string encodeSince(const SinceInfo& since);
+Result<SinceInfo> decodeSince(std::string_view payload);
 
 // Hint and Manifest payloads: the root index, then bytes.
 std::string encodeRooted(uint16_t root, std::string_view bytes);

@@ -58,6 +58,13 @@ Statement& Statement::bindText(int index, std::string_view value) {
   return *this;
 }
 
+Statement& Statement::bindBlob(int index, std::string_view value) {
+  noteBind(sqlite3_bind_blob(stmt_.get(), index, value.data(), static_cast<int>(value.size()),
+                             SQLITE_TRANSIENT),
+           index);
+  return *this;
+}
+
 Statement& Statement::bindNull(int index) {
   noteBind(sqlite3_bind_null(stmt_.get(), index), index);
   return *this;
@@ -108,6 +115,15 @@ std::string Statement::columnText(int col) const {
                      static_cast<size_t>(sqlite3_column_bytes(stmt_.get(), col)));
 }
 
+std::string Statement::columnBlob(int col) const {
+  const void* blob = sqlite3_column_blob(stmt_.get(), col);
+  if (blob == nullptr) {
+    return {};
+  }
+  return std::string(static_cast<const char*>(blob),
+                     static_cast<size_t>(sqlite3_column_bytes(stmt_.get(), col)));
+}
+
 bool Statement::columnIsNull(int col) const {
   return sqlite3_column_type(stmt_.get(), col) == SQLITE_NULL;
 }
@@ -123,9 +139,9 @@ void Database::Closer::operator()(sqlite3* db) const { sqlite3_close_v2(db); }
 
 Result<Database> Database::open(const std::string& path) {
   sqlite3* raw = nullptr;
-  const int rc = sqlite3_open_v2(path.c_str(), &raw,
-                                 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                                 nullptr);
+  const int rc =
+      sqlite3_open_v2(path.c_str(), &raw,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   Database db(raw, path);  // owns the handle even when open failed
   if (rc != SQLITE_OK) {
     return db.error(rc, "open");
@@ -159,16 +175,16 @@ Status Database::exec(const std::string& sql) {
 Result<Statement> Database::prepare(std::string_view sql) {
   sqlite3_stmt* raw = nullptr;
   const char* tail = nullptr;
-  const int rc = sqlite3_prepare_v2(db_.get(), sql.data(), static_cast<int>(sql.size()), &raw,
-                                    &tail);
+  const int rc =
+      sqlite3_prepare_v2(db_.get(), sql.data(), static_cast<int>(sql.size()), &raw, &tail);
   Statement stmt(db_.get(), raw, path_ + ": " + std::string(sql));
   if (rc != SQLITE_OK) {
-    return sqliteStatus(rc, "sqlite " + path_ + ": prepare " + std::string(sql) + ": " +
-                                sqlite3_errmsg(db_.get()));
+    return sqliteStatus(
+        rc, "sqlite " + path_ + ": prepare " + std::string(sql) + ": " + sqlite3_errmsg(db_.get()));
   }
   if (raw == nullptr || !isBlank(std::string_view(tail, sql.data() + sql.size() - tail))) {
-    return internalError("sqlite " + path_ + ": prepare expects exactly one statement: " +
-                         std::string(sql));
+    return internalError("sqlite " + path_ +
+                         ": prepare expects exactly one statement: " + std::string(sql));
   }
   return stmt;
 }
@@ -192,9 +208,9 @@ Status Database::ensureSchema(int version, const std::string& create_sql) {
     HALO_ASSIGN_OR_RETURN(bool row, q.step());
     const int64_t current = row ? q.columnInt(0) : 0;
     if (current > version) {
-      return failedPrecondition("sqlite " + path_ + ": schema version " +
-                                std::to_string(current) + " is newer than this Halo supports (" +
-                                std::to_string(version) + ")");
+      return failedPrecondition("sqlite " + path_ + ": schema version " + std::to_string(current) +
+                                " is newer than this Halo supports (" + std::to_string(version) +
+                                ")");
     }
     HALO_RETURN_IF_ERROR(exec(create_sql));
     if (current == version) {

@@ -38,6 +38,7 @@ class Statement {
 
   Statement& bindInt(int index, int64_t value);
   Statement& bindText(int index, std::string_view value);
+  Statement& bindBlob(int index, std::string_view value);
   Statement& bindNull(int index);
   // Times are stored as microseconds since the Unix epoch (INTEGER).
   Statement& bindTime(int index, SystemTime t);
@@ -51,6 +52,7 @@ class Statement {
 
   int64_t columnInt(int col) const;
   std::string columnText(int col) const;  // "" for NULL
+  std::string columnBlob(int col) const;  // "" for NULL
   bool columnIsNull(int col) const;
   SystemTime columnTime(int col) const;
 
