@@ -62,6 +62,7 @@
 #include <vector>
 
 #include "base/time_source.h"
+#include "bench_util.h"
 #include "rfs/applier.h"
 #include "rfs/fuse_fs.h"
 #include "rfs/service.h"
@@ -352,81 +353,6 @@ class Bench {
 };
 
 // ---- full reintegration: make-tree, halo-resync, rsync ----
-
-// splitmix64: several GB/s per core, and its output does not compress.
-uint64_t splitmix64(uint64_t& x) {
-  uint64_t z = (x += 0x9e3779b97f4a7c15ull);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-
-double seconds(const timeval& tv) {
-  return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) / 1e6;
-}
-
-// Spawns argv[0] (PATH search) and waits for it, at most `timeout`; on timeout the child is
-// killed (SIGKILL, by its pid) and reaped. `status` and `usage` (the child and the descendants
-// it waited for) are filled when it exited.
-bool spawnAndWait(TimeSource& time, const std::vector<std::string>& args,
-                  std::chrono::seconds timeout, int* status, rusage* usage, std::string* why) {
-  std::vector<char*> argv;
-  for (const auto& a : args) {
-    argv.push_back(const_cast<char*>(a.c_str()));
-  }
-  argv.push_back(nullptr);
-  pid_t pid = 0;
-  if (int e = posix_spawnp(&pid, argv[0], nullptr, nullptr, argv.data(), environ); e != 0) {
-    *why = "spawn " + args[0] + ": " + std::strerror(e);
-    return false;
-  }
-  const MonotonicTime deadline = time.monotonicTime() + timeout;
-  const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
-  bool exited = false;
-  while (!exited) {
-    const auto left =
-        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - time.monotonicTime());
-    if (left.count() <= 0) {
-      break;
-    }
-    if (pidfd >= 0) {
-      pollfd p{pidfd, POLLIN, 0};
-      const int r = ::poll(&p, 1, static_cast<int>(std::min<int64_t>(left.count(), 1000)));
-      exited = r > 0;
-    } else {
-      // No pidfd (Linux < 5.3): poll the child every 10 ms.
-      siginfo_t info{};
-      exited = ::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
-               info.si_pid == pid;
-      if (!exited) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(10));
-      }
-    }
-  }
-  if (pidfd >= 0) {
-    ::close(pidfd);
-  }
-  if (!exited) {
-    ::kill(pid, SIGKILL);
-  }
-  while (::wait4(pid, status, 0, usage) < 0 && errno == EINTR) {
-  }
-  if (!exited) {
-    *why = args[0] + " did not finish within " + std::to_string(timeout.count()) + " s (killed)";
-    return false;
-  }
-  return true;
-}
-
-std::string describeStatus(int status) {
-  if (WIFEXITED(status)) {
-    return "exit status " + std::to_string(WEXITSTATUS(status));
-  }
-  if (WIFSIGNALED(status)) {
-    return std::string("killed by signal ") + std::to_string(WTERMSIG(status));
-  }
-  return "status " + std::to_string(status);
-}
 
 bool isEmptyOrAbsent(const std::string& path) {
   std::error_code ec;
@@ -929,32 +855,6 @@ class ResyncBench {
   bool built_ = false;  // this run built the tree
 };
 
-// Private mount and network namespaces, with loopback up. Must run before any thread starts.
-bool enterPrivateNamespaces(std::string& why) {
-  if (::unshare(CLONE_NEWNS | CLONE_NEWNET) != 0) {
-    why =
-        std::string("unshare(CLONE_NEWNS|CLONE_NEWNET): ") + std::strerror(errno) + " (needs root)";
-    return false;
-  }
-  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
-    why = std::string("make / private: ") + std::strerror(errno);
-    return false;
-  }
-  const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  ifreq ifr{};
-  std::strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
-  bool ok = fd >= 0 && ::ioctl(fd, SIOCGIFFLAGS, &ifr) == 0;
-  ifr.ifr_flags |= IFF_UP;
-  ok = ok && ::ioctl(fd, SIOCSIFFLAGS, &ifr) == 0;
-  if (fd >= 0) {
-    ::close(fd);
-  }
-  if (!ok) {
-    why = "bringing lo up failed";
-  }
-  return ok;
-}
-
 int run(const Config& config) {
   RealTimeSource time;
   Bench bench(config, time);
@@ -1016,6 +916,9 @@ int run(const Config& config) {
     o.peer_addr = peer;
     o.port = config.port;
     o.sync_on_fsync = config.peer_sync;
+    // As halo-rfs keeps them: the journal (change log) and the activity log beside the data.
+    o.journal = dir + ".journal.db";
+    o.activity_log = dir + ".activity.db";
     return o;
   };
   std::mutex mu;

@@ -29,6 +29,9 @@ int clusterState(Cli& cli);
 int controlStart(Cli& cli, const std::string& verb = "start", const std::string& fullsync = "");
 // halo rfsverify: both trees compared by the replication process; exit 1 when they differ.
 int rfsVerify(Cli& cli);
+int rfsDiff(Cli& cli);
+// halo secondforce -d DATE: start as secondary, reintegrating only the files modified since.
+int secondForce(Cli& cli, const std::string& date);
 // stop, restart, stopstart, forcestop: sent to the module's runtime.
 int controlCommand(Cli& cli, const std::string& verb);
 int controlShutdown(Cli& cli);

@@ -2,6 +2,9 @@
 // waitstate | state
 #include <unistd.h>
 
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
 #include <iomanip>
 #include <iostream>
 
@@ -205,9 +208,12 @@ void printReplication(const nlohmann::json& r) {
               << (r.value("fenced", false)
                       ? ", FENCED (acknowledgements wait until the secondary is outdated)"
                       : "")
+              << (r.value("synced", false)
+                      ? "; " + std::to_string(r.value("not_durable", uint64_t{0})) +
+                            " operations not yet on its disk (tracked until they are)"
+                      : "")
               << "; replication " << r.value("rep_bandwidth_kib_s", int64_t{0})
-              << " KB/s, reintegration " << r.value("rei_bandwidth_kib_s", int64_t{0})
-              << " KB/s";
+              << " KB/s, reintegration " << r.value("rei_bandwidth_kib_s", int64_t{0}) << " KB/s";
   } else if (process == "secondary") {
     std::cout << ", " << r.value("state", "?");
     if (r.contains("end_reason")) {
@@ -215,6 +221,21 @@ void printReplication(const nlohmann::json& r) {
     }
   }
   std::cout << "\n";
+  if (r.contains("changes")) {
+    // What a returning secondary would get (DESIGN 6.3): the change log since the sync point.
+    const auto& c = r["changes"];
+    std::cout << "  changes:     since sync point " << std::hex << c.value("base", uint64_t{0})
+              << std::dec << ": " << c.value("paths", uint64_t{0}) << " paths, "
+              << c.value("dirty_bytes", uint64_t{0}) << " bytes of changed blocks"
+              << (c.value("complete", true)
+                      ? ""
+                      : " (INCOMPLETE: the next reintegration compares every file)")
+              << "\n";
+  } else if (process == "secondary") {
+    std::cout << "  sync point:  " << std::hex << r.value("base", uint64_t{0}) << std::dec
+              << (r.value("base", uint64_t{0}) == 0 ? " (none: every file is compared)" : "")
+              << "\n";
+  }
   if (r.contains("reintegration")) {
     const auto& p = r["reintegration"];
     std::cout << "  reintegration: " << p.value("text", "");
@@ -272,6 +293,25 @@ void printMirror(const nlohmann::json& m) {
   }
   if (m.contains("rfs")) {
     printReplication(m["rfs"]);
+  }
+}
+
+// What split brains left aside on this node (quarantine.h): one folder per recovery.
+void printSplitBrains(const std::string& dir) {
+  std::error_code ec;
+  std::vector<std::string> folders;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+    folders.push_back(e.path().string());
+  }
+  std::sort(folders.begin(), folders.end());
+  for (const auto& f : folders) {
+    std::ifstream in(f + "/CHANGES.txt");
+    int changed = 0;
+    for (std::string line; std::getline(in, line);) {
+      changed += line.rfind("changed ", 0) == 0 ? 1 : 0;
+    }
+    std::cout << "  split brain: " << changed << " objects this node changed while isolated, kept "
+              << "in " << f << " (see CHANGES.txt)\n";
   }
 }
 
@@ -338,6 +378,7 @@ int controlState(Cli& cli, bool verbose, bool lq) {
   }
   if (d.contains("mirror")) {
     printMirror(d["mirror"]);
+    printSplitBrains(cli.paths.moduleVarDir(m) + "/splitbrain");
   }
   if (d.contains("loop")) {
     std::cout << "  maxloop:   " << d["loop"].value("count", 0) << " automatic action(s) of "

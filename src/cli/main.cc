@@ -77,9 +77,9 @@ int main(int argc, char** argv) {
   // cluster
   CLI::App* cluster = app.add_subcommand("cluster", "Cluster configuration");
   cluster->require_subcommand(1);
-  verb(cluster, "config", "Apply a cluster.xml (or re-check the current one)", true,
-       [&] { return clusterConfig(cli, file); })
-      ->add_option("FILE", file, "cluster.xml to apply");
+  verb(cluster, "config", "Apply a cluster.xml (or re-check the current one)", true, [&] {
+    return clusterConfig(cli, file);
+  })->add_option("FILE", file, "cluster.xml to apply");
   verb(cluster, "confcheck", "Validate a cluster.xml without applying it", false,
        [&] { return clusterConfcheck(cli, file); })
       ->add_option("FILE", file, "cluster.xml to check")
@@ -134,8 +134,8 @@ int main(int argc, char** argv) {
                                           : "Start as primary even with data left inconsistent "
                                             "by an interrupted reintegration";
     auto full = std::make_shared<std::string>();
-    CLI::App* sub = verb(&app, v, help, true,
-                         [&cli, name, full] { return controlStart(cli, name, *full); });
+    CLI::App* sub =
+        verb(&app, v, help, true, [&cli, name, full] { return controlStart(cli, name, *full); });
     with_module(sub);
     if (name != "primforce") {
       sub->add_option("fullsync", *full,
@@ -147,6 +147,21 @@ int main(int argc, char** argv) {
   with_module(verb(&app, "rfsverify",
                    "Compare the replicated directories of both nodes and list the differences",
                    false, [&] { return rfsVerify(cli); }));
+  with_module(verb(&app, "rfsdiff",
+                   "On the primary: what a reintegration would copy if the secondary joined now",
+                   false, [&] { return rfsDiff(cli); }));
+  {
+    auto date = std::make_shared<std::string>();
+    CLI::App* sub = verb(&app, "secondforce",
+                         "Start a mirror module as secondary, copying only the files modified "
+                         "since -d DATE (the rest is taken as identical)",
+                         true, [&cli, date] { return secondForce(cli, *date); });
+    with_module(sub);
+    sub->add_option("-d", *date,
+                    "YYYY-MM-DD, \"YYYY-MM-DD hh:mm:ss\" or YYYY-MM-DDThh:mm:ss "
+                    "(local time; Z for UTC)")
+        ->required();
+  }
   for (const char* v : {"stop", "restart", "stopstart", "forcestop", "swap"}) {
     const std::string name = v;
     const char* help = name == "stop"        ? "Stop the module"
@@ -156,8 +171,7 @@ int main(int argc, char** argv) {
                        : name == "swap"      ? "Exchange the roles of a mirror's primary and "
                                                "secondary (run it on the primary)"
                                              : "Stop the module even if a script hangs";
-    CLI::App* sub =
-        verb(&app, v, help, true, [&cli, name] { return controlCommand(cli, name); });
+    CLI::App* sub = verb(&app, v, help, true, [&cli, name] { return controlCommand(cli, name); });
     with_module(sub);
     with_identity(sub);
   }
@@ -165,8 +179,9 @@ int main(int argc, char** argv) {
        [&] { return controlShutdown(cli); });
   for (const char* v : {"waitstart", "waitstop"}) {
     const std::string kind = std::string(v).substr(4);
-    CLI::App* sub = verb(&app, v, kind == "start" ? "Wait for the end of a start (exit 0 if UP)"
-                                                  : "Wait until the module is stopped",
+    CLI::App* sub = verb(&app, v,
+                         kind == "start" ? "Wait for the end of a start (exit 0 if UP)"
+                                         : "Wait until the module is stopped",
                          false, [&, kind] { return controlWait(cli, kind, "", timeout_s); });
     with_module(sub);
     sub->add_option("-t", timeout_s, "Give up after this many seconds");
@@ -180,13 +195,15 @@ int main(int argc, char** argv) {
                          [&] { return controlState(cli, verbose, lq); });
   with_module(state);
   auto* v_opt = state->add_flag("-v", verbose, "Details: runtime, resources, state script");
-  state->add_flag("--lq", lq, "Exit code from the state: STOP 0, WAIT 1, ALONE/UP 2, PRIM 3, "
-                                 "SECOND 4")
+  state
+      ->add_flag("--lq", lq,
+                 "Exit code from the state: STOP 0, WAIT 1, ALONE/UP 2, PRIM 3, "
+                 "SECOND 4")
       ->excludes(v_opt);
 
   // logs
-  CLI::App* log = verb(&app, "log", "Show the module log", false,
-                       [&] { return showLog(cli, count, all); });
+  CLI::App* log =
+      verb(&app, "log", "Show the module log", false, [&] { return showLog(cli, count, all); });
   with_module(log);
   log->add_option("-s", count, "Number of lines (default 300)");
   log->add_flag("-A", all, "Include the verbose levels I and D");
@@ -230,12 +247,14 @@ int main(int argc, char** argv) {
                                            : "Turn automatic failover on or off (persistent)",
                          true, [&, name] { return settingSwitch(cli, name, state_arg); });
     with_module(sub);
-    sub->add_option("WHAT", state_arg, "on or off")->required()->check(
-        CLI::IsMember({"on", "off"}));
+    sub->add_option("WHAT", state_arg, "on or off")
+        ->required()
+        ->check(CLI::IsMember({"on", "off"}));
   }
-  CLI::App* errd = verb(&app, "errd", "Process monitoring: on, off, suspend, resume, enable "
-                                      "CLASS, disable CLASS, list", true,
-                        [&] { return errdCommand(cli, state_arg, sub_arg); });
+  CLI::App* errd = verb(&app, "errd",
+                        "Process monitoring: on, off, suspend, resume, enable "
+                        "CLASS, disable CLASS, list",
+                        true, [&] { return errdCommand(cli, state_arg, sub_arg); });
   with_module(errd);
   errd->add_option("WHAT", state_arg, "on, off, suspend, resume, enable, disable or list")
       ->required()
@@ -247,8 +266,8 @@ int main(int argc, char** argv) {
                        : name == "resetloop" ? "Reset the maxloop counter"
                                              : "Exit 1 if one more automatic action would "
                                                "exceed maxloop";
-    CLI::App* sub = verb(&app, v, help, name != "checkloop",
-                         [&cli, name] { return loopCommand(cli, name); });
+    CLI::App* sub =
+        verb(&app, v, help, name != "checkloop", [&cli, name] { return loopCommand(cli, name); });
     with_module(sub);
     with_identity(sub);
   }

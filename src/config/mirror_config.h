@@ -24,8 +24,8 @@ struct HeartConfig {
   // Halo's defaults, not SafeKit's 700 ms / 30 s: a dead primary is detected in 0.5 s
   // (docs/configuration.md, bench/failover). The heartbeat thread runs at real-time priority, so
   // a loaded node still sends on time.
-  Millis pulse{100};        // implicit unit ms
-  Millis timeout{500};      // implicit unit ms
+  Millis pulse{100};    // implicit unit ms
+  Millis timeout{500};  // implicit unit ms
   bool permanent_arp = true;
   std::vector<HeartbeatConfig> heartbeats;  // at least one
   int line = 0;
@@ -62,7 +62,7 @@ struct RfsConfig {
   Millis locktimeout = std::chrono::seconds(100);  // implicit unit s
   Millis sendtimeout = std::chrono::seconds(30);   // implicit unit s
   int nbrei = 6;
-  int64_t ruzone_blocksize = 8388608;             // power of two, 64 KiB .. 64 MiB
+  int64_t ruzone_blocksize = 4194304;             // power of two, 64 KiB .. 64 MiB
   int namespacepolicy = 4;                        // 0, 1, 3 or 4
   Millis reitimeout = std::chrono::seconds(150);  // implicit unit s
   int reicommit = 0;

@@ -100,7 +100,8 @@ std::string describeAction(const MirrorAction& a) {
     return "ask witness";
   }
   if (auto* r = std::get_if<StartResync>(&a)) {
-    return "start resync " + std::to_string(r->id) + (r->full ? " full" : " changes");
+    return "start resync " + std::to_string(r->id) + (r->full ? " full" : " changes") +
+           (r->split_brain ? " split brain" : "");
   }
   if (auto* r = std::get_if<Replicate>(&a)) {
     return std::string("replicate ") + (r->role == ReplicationRole::Primary ? "primary" : "off");
@@ -293,17 +294,20 @@ void MirrorMachine::enqueueToWait(WaitReason why, const std::string& action) {
 }
 
 void MirrorMachine::enqueueResync() {
-  // Changes only whenever the two histories are related: the replication layer then compares
+  // Changes only unless this node never held the module's data: the replication layer compares
   // the nodes' sync points and change logs exactly (an interrupted reintegration included) and
-  // falls back to comparing every file when they do not match.
-  const bool changes_only =
-      peer_ && compareGenerations(record_, peer_->generation) != GenerationOrder::Unrelated;
+  // falls back to comparing every file when they do not match. Generations cannot tell it: a
+  // primary draws a new one at every loss of its secondary, so after two losses the
+  // secondary's generation is no longer the primary's parent although nothing else happened.
+  const GenerationOrder order =
+      peer_ ? compareGenerations(record_, peer_->generation) : GenerationOrder::Unrelated;
+  const bool changes_only = record_.current != 0;
   record_.uptodate = false;
   record_.resync_interrupted = true;
   record_.alone = false;
   record_.last_primary = false;
   persist();
-  queue_.push_back(StartResync{++resync_id_, !changes_only});
+  queue_.push_back(StartResync{++resync_id_, !changes_only, order == GenerationOrder::SplitBrain});
 }
 
 void MirrorMachine::enqueueBecomeSecond(const std::string& action) {

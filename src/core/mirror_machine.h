@@ -86,6 +86,9 @@ struct AskWitness {};
 struct StartResync {
   uint64_t id = 0;   // echoed by resyncDone, so a stale report is ignored
   bool full = true;  // false: related histories (the replication layer may copy changes only)
+  // Both nodes wrote without the other (split brain): this node's changes are kept aside
+  // before they are overwritten (DESIGN 5.6).
+  bool split_brain = false;
 };
 // Replicated directories (<rfs>) only: the driver puts this node's replication in place for the
 // role (Primary: the interception mounted before the application starts; Off: no replication

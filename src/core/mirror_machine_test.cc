@@ -85,6 +85,7 @@ class Pair {
       } else if (std::holds_alternative<AskWitness>(a)) {
         work_.push_back([this, i] { feed(i, m_[i]->witnessResult(witness_ok[i])); });
       } else if (auto* s = std::get_if<StartResync>(&a)) {
+        resyncs[i].push_back(*s);
         if (auto_resync) {
           uint64_t id = s->id;
           work_.push_back([this, i, id] { feed(i, m_[i]->resyncDone(id, true)); });
@@ -106,6 +107,7 @@ class Pair {
       }
     }
   }
+  std::vector<StartResync> resyncs[2];
   void deliver(int from) {
     if (linked && !dead[from] && !dead[1 - from]) {
       feed(1 - from, m_[1 - from]->heartbeatReceived(m_[from]->heartbeat()));
@@ -227,6 +229,22 @@ TEST(MirrorMachineTest, SecondStaysTransientUntilResyncDone) {
   ASSERT_TRUE(p.cmd(1, MirrorCommand::Start).ok());
   EXPECT_EQ(p.st(1), (ModuleState{MainState::Second, Readiness::Transient}));
   EXPECT_EQ(p.st(0), kAloneReady);
+}
+
+// A secondary that comes back after a clean stop shares the primary's history: the
+// replication layer may copy only the changes (it checks its sync points); split brain only
+// when both wrote alone.
+TEST(MirrorMachineTest, AReturningSecondaryMayGetChangesOnly) {
+  Pair p(true, DefaultPrim::Alone, "", false, false, true);
+  ASSERT_TRUE(p.cmd(0, MirrorCommand::Prim).ok());
+  ASSERT_TRUE(p.cmd(1, MirrorCommand::Start).ok());
+  ASSERT_EQ(p.resyncs[1].size(), 1u);
+  EXPECT_TRUE(p.resyncs[1][0].full);  // it never held the data
+  ASSERT_TRUE(p.cmd(1, MirrorCommand::Stop).ok());
+  ASSERT_TRUE(p.cmd(1, MirrorCommand::Start).ok());
+  ASSERT_EQ(p.resyncs[1].size(), 2u);
+  EXPECT_FALSE(p.resyncs[1][1].full);
+  EXPECT_FALSE(p.resyncs[1][1].split_brain);
 }
 
 TEST(MirrorMachineTest, StopOfPrimFailsOverAfterStopScripts) {

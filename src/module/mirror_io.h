@@ -112,6 +112,8 @@ class MirrorIo {
   void rfsUptodate();
   // `halo prim|second fullsync` left a one-shot marker: consumed here.
   bool takeFullsync();
+  // halo secondforce -d: the Unix time from which files are copied (one-shot marker).
+  std::optional<int64_t> takeSecondforce();
 
   Paths paths_;
   std::string module_;

@@ -9,6 +9,7 @@
 #include <algorithm>
 
 #include "module/mirror_io.h"
+#include "sys/files.h"
 
 namespace halo::module {
 
@@ -70,6 +71,17 @@ void MirrorIo::rfsBegin(bool recovering) {
   rfsUptodate();
 }
 
+std::optional<int64_t> MirrorIo::takeSecondforce() {
+  const std::string marker = paths_.moduleVarDir(module_) + "/secondforce";
+  auto text = sys::readFile(marker);
+  if (!text.ok()) {
+    return std::nullopt;
+  }
+  ::unlink(marker.c_str());
+  const int64_t since = std::atoll(text->c_str());
+  return since > 0 ? std::optional<int64_t>(since) : std::nullopt;
+}
+
 bool MirrorIo::takeFullsync() {
   const std::string marker = paths_.moduleVarDir(module_) + "/fullsync";
   return ::unlink(marker.c_str()) == 0;
@@ -110,8 +122,9 @@ void MirrorIo::rfsStartResync(const core::StartResync& r) {
   }
   const uint64_t id = r.id;
   const bool full = r.full;
+  const bool split_brain = r.split_brain;
   loop_.cancelTimer(resync_timer_);
-  resync_timer_ = loop_.addTimer(delay, [this, id, full] {
+  resync_timer_ = loop_.addTimer(delay, [this, id, full, split_brain] {
     resync_timer_ = 0;
     if (resync_id_ != id) {
       return;
@@ -127,6 +140,15 @@ void MirrorIo::rfsStartResync(const core::StartResync& r) {
     }
     if (full) {
       args.push_back("--compare");  // unrelated generations: no change log applies
+    }
+    if (split_brain) {
+      args.push_back("--quarantine");  // this node's own changes are kept aside first
+    }
+    if (auto since = takeSecondforce()) {
+      args.push_back("--since");
+      args.push_back(std::to_string(*since));
+      log(LogLevel::Info, "secondforce: only the files modified since " + std::to_string(*since) +
+                              " (Unix time) are copied");
     }
     rfs_->start("secondary", args, [this, id](bool ok, const std::string& detail) {
       if (!ok && resync_id_ == id) {
@@ -187,7 +209,12 @@ void MirrorIo::rfsEvent(const nlohmann::json& e) {
   } else if (kind == "lost") {
     if (primary) {
       log(LogLevel::Error, message);
-      setFencePending(rfs_->lastStatus().value("fenced", false));
+      setFencePending(rfs_->lastStatus().value("fenced", false) ||
+                      message.find("acknowledgements wait") != std::string::npos);
+      if (fence_pending_ && !engine_.machine().peerAlive()) {
+        // The heartbeats declared it lost already: nothing left to wait for.
+        rfsPeerLost();
+      }
       feed(engine_.machine().replicationLost());
     } else {
       rfsSecondaryEnded(message);
@@ -266,6 +293,9 @@ void MirrorIo::rfsHeartbeat(const proto::Heartbeat& hb) {
 }
 
 void MirrorIo::rfsPeerLost() {
+  if (rfs_->role() == "primary") {
+    rfs_->peerLost();
+  }
   if (fence_pending_) {
     fence_pending_ = false;
     log(LogLevel::Info, "The secondary is gone (no heartbeat): writes are acknowledged again");

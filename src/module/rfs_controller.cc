@@ -286,6 +286,12 @@ void RfsController::unfence() {
   (void)sys::requestLine(paths_.rfsSocket(module_), proto::encodeRequest(r), Millis(1000));
 }
 
+void RfsController::peerLost() {
+  proto::Request r;
+  r.cmd = "peer_lost";
+  (void)sys::requestLine(paths_.rfsSocket(module_), proto::encodeRequest(r), Millis(1000));
+}
+
 void RfsController::startPolling() {
   stopPolling();
   poll_stop_ = std::make_shared<std::atomic<bool>>(false);

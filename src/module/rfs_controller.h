@@ -47,6 +47,9 @@ class RfsController {
   // Stops it (SIGTERM, then SIGKILL after a bound); `done` once it is gone.
   void stop(Done done);
   void unfence();
+  // The heartbeats declared the secondary lost: the primary ends its session at once instead
+  // of waiting for the link's own timeouts (the application's syncs would wait that long).
+  void peerLost();
   const std::string& role() const { return role_; }
   bool running() const { return pid_ > 0; }
   const nlohmann::json& lastStatus() const { return status_; }

@@ -428,4 +428,12 @@ void Applier::dropCached(const std::string& path) {
   }
 }
 
+Status Applier::syncToDisk() const {
+  HALO_ASSIGN_OR_RETURN(UniqueFd dir, openBeneath(root_fd_, "", O_RDONLY | O_DIRECTORY));
+  if (::syncfs(dir.get()) != 0) {
+    return errnoStatus("syncfs", errno);
+  }
+  return okStatus();
+}
+
 }  // namespace halo::rfs

@@ -81,6 +81,8 @@ class Applier {
   }
   // The replicated directory (O_PATH), e.g. to walk it for a verification.
   int rootFd() const { return root_fd_; }
+  // Writes everything applied so far to the disk (syncfs of the directory's file system).
+  Status syncToDisk() const;
   const std::string& lastTolerated() const { return last_tolerated_; }
   // Descriptors currently cached for writing (tests check the bound).
   size_t cachedFiles() const { return lru_.size(); }

@@ -116,11 +116,11 @@ void ChangeLog::touch(uint16_t root, const std::string& path) { touched_.insert(
 
 bool ChangeLog::underFresh(uint16_t root, const std::string& path) const {
   auto r = roots_.find(root);
-  if (r == roots_.end() || r->second.fresh.empty()) {
+  if (r == roots_.end() || (r->second.fresh.empty() && r->second.uncertain.empty())) {
     return false;
   }
   for (std::string p = path;; p = parentOf(p)) {
-    if (r->second.fresh.count(p) != 0) {
+    if (r->second.fresh.count(p) != 0 || r->second.uncertain.count(p) != 0) {
       return true;
     }
     if (p.empty()) {
@@ -146,6 +146,7 @@ void ChangeLog::removeAt(uint16_t root, const std::string& path) {
   eraseAtOrBelow(&r->second.paths, path, gone);
   eraseAtOrBelow(&r->second.dirs, path, gone);
   eraseAtOrBelow(&r->second.fresh, path, gone);
+  eraseAtOrBelow(&r->second.uncertain, path, gone);
   recount();
 }
 
@@ -153,11 +154,11 @@ void ChangeLog::recount() {
   count_ = 0;
   for (auto it = roots_.begin(); it != roots_.end();) {
     const RootChanges& r = it->second;
-    if (r.paths.empty() && r.dirs.empty() && r.fresh.empty()) {
+    if (r.paths.empty() && r.dirs.empty() && r.fresh.empty() && r.uncertain.empty()) {
       it = roots_.erase(it);
       continue;
     }
-    count_ += r.paths.size() + r.dirs.size() + r.fresh.size();
+    count_ += r.paths.size() + r.dirs.size() + r.fresh.size() + r.uncertain.size();
     ++it;
   }
   if (count_ > kMaxPaths) {
@@ -208,6 +209,16 @@ void ChangeLog::addFresh(uint16_t root, const std::string& path) {
   }
   removeAt(root, path);
   roots_[root].fresh.insert(path);
+  touch(root, path);
+  recount();
+}
+
+void ChangeLog::addUncertain(uint16_t root, const std::string& path) {
+  if (underFresh(root, path)) {
+    return;
+  }
+  removeAt(root, path);
+  roots_[root].uncertain.insert(path);
   touch(root, path);
   recount();
 }
@@ -272,6 +283,9 @@ void ChangeLog::merge(const ChangeLog& other) {
     for (const auto& f : r.fresh) {
       addFresh(root, f);
     }
+    for (const auto& u : r.uncertain) {
+      addUncertain(root, u);
+    }
     for (const auto& d : r.dirs) {
       addDir(root, d);
     }
@@ -297,6 +311,9 @@ void ChangeLog::clear() {
     for (const auto& f : r.fresh) {
       touch(root, f);
     }
+    for (const auto& u : r.uncertain) {
+      touch(root, u);
+    }
   }
   roots_.clear();
   count_ = 0;
@@ -320,6 +337,7 @@ std::vector<std::pair<uint16_t, std::string>> ChangeLog::keys() const {
   for (const auto& [root, r] : roots_) {
     std::set<std::string> paths(r.dirs.begin(), r.dirs.end());
     paths.insert(r.fresh.begin(), r.fresh.end());
+    paths.insert(r.uncertain.begin(), r.uncertain.end());
     for (const auto& [path, pc] : r.paths) {
       paths.insert(path);
     }
@@ -349,6 +367,9 @@ std::pair<int, std::string> ChangeLog::row(uint16_t root, const std::string& pat
   if (r->second.fresh.count(path) != 0) {
     flags |= kFresh;
   }
+  if (r->second.uncertain.count(path) != 0) {
+    flags |= kUncertain;
+  }
   auto p = r->second.paths.find(path);
   if (p != r->second.paths.end()) {
     if (p->second.meta) {
@@ -367,11 +388,14 @@ Status ChangeLog::addRow(uint16_t root, const std::string& path, int flags,
   if (!validRelativePath(path, true)) {
     return invalidArgument("change log: invalid path \"" + path + "\"");
   }
-  if (flags <= 0 || flags > (kDir | kFresh | kMeta | kData)) {
+  if (flags <= 0 || flags > (kDir | kFresh | kMeta | kData | kUncertain)) {
     return invalidArgument("change log: invalid flags for \"" + path + "\"");
   }
   if (flags & kFresh) {
     addFresh(root, path);
+  }
+  if (flags & kUncertain) {
+    addUncertain(root, path);
   }
   if (flags & kDir) {
     addDir(root, path);

@@ -14,7 +14,9 @@
 //            xattrs, size);
 //   dirs   - directories whose entries changed (created, removed, renamed in or out);
 //   fresh  - objects created or moved in: described entirely (a file sent whole, a directory
-//            walked whole), whatever is recorded below them is redundant.
+//            walked whole), whatever is recorded below them is redundant;
+//   uncertain - objects that may differ in any way (what a crash left, activity_log.h):
+//            described entirely too, their content compared rather than sent whole.
 // A rename drops what is recorded under its source and target and makes the target fresh (the
 // peer holds that object under the old name). A hard link made while tracking cannot be
 // described this way: the log is then incomplete and the next reintegration is full.
@@ -49,6 +51,7 @@ class ChangeLog {
     std::map<std::string, PathChange> paths;
     std::set<std::string> dirs;
     std::set<std::string> fresh;
+    std::set<std::string> uncertain;
     bool operator==(const RootChanges&) const = default;
   };
   // One recorded path as stored (journal rows, wire): kind flags and its ranges.
@@ -56,12 +59,14 @@ class ChangeLog {
   static constexpr int kFresh = 2;
   static constexpr int kMeta = 4;
   static constexpr int kData = 8;
+  static constexpr int kUncertain = 16;
 
   void record(const Op& op);
   // A zone whose writes may not have reached the peer (activity log): its bytes count as dirty.
   void addRange(uint16_t root, const std::string& path, uint64_t offset, uint64_t length);
   void addDir(uint16_t root, const std::string& path);
   void addFresh(uint16_t root, const std::string& path);
+  void addUncertain(uint16_t root, const std::string& path);
   void addMeta(uint16_t root, const std::string& path);
   // Everything `other` records, added to this (the union of two nodes' changes).
   void merge(const ChangeLog& other);
@@ -96,7 +101,8 @@ class ChangeLog {
   }
 
  private:
-  // Whether `path` or one of its ancestors is fresh (then nothing below needs recording).
+  // Whether `path` or one of its ancestors is fresh or uncertain (then nothing below needs
+  // recording: it is described entirely).
   bool underFresh(uint16_t root, const std::string& path) const;
   void touchParent(uint16_t root, const std::string& path);
   void removeAt(uint16_t root, const std::string& path);  // path and everything below it

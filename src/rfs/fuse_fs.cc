@@ -40,6 +40,7 @@ constexpr double kCacheTimeoutSec = 1.0;
 constexpr unsigned kMaxWrite = 1 << 20;
 // A path deeper than this is a loop in the inode table (a bug), not a real tree.
 constexpr int kMaxDepth = 4096;
+constexpr int kMaxAdmitRounds = 1000;
 
 // One (parent, name) link of an inode: the dentry tree we compute paths from.
 struct Link {
@@ -58,6 +59,9 @@ struct Node {
   std::vector<Link> links;
   std::vector<int> open_fds;    // descriptors of open handles: fstat when no path is left
   uint64_t last_write_seq = 0;  // last replicated data change (write, truncate, fallocate)
+  // The activity log's epoch in which it was created (or moved) below an active directory:
+  // while that epoch is the current one, changing it needs no activity log entry (0: none).
+  uint64_t born = 0;
   // Its last name was removed while the kernel still knows it (and no handle is open): the
   // kernel may still flush times to it (writeback), which must succeed without a file to touch.
   std::optional<struct stat> orphan;
@@ -206,7 +210,36 @@ class FuseFs::Impl {
   void forgetDevIno(Node& n);
   void maybeErase(uint64_t id);
   fuse_entry_param entryFor(uint64_t parent, const std::string& name, const struct stat& st);
-  uint64_t submit(Op op) { return sink_.submit(std::move(op)); }
+  uint64_t submit(Op op) {
+    const uint64_t seq = sink_.submit(std::move(op));
+    if (admitted_ != nullptr) {
+      admitted_->setSeq(seq);
+    }
+    return seq;
+  }
+  // The activity log (activity_log.h): before an operation changes anything, what it touches
+  // is persisted unless it already is. `describe` states the need under mu_; it is stated again
+  // after each wait for the log (mu_ is released meanwhile).
+  class NeedBuilder;
+  ActivityLog::Ticket admit(std::unique_lock<std::mutex>& lock,
+                            const std::function<void(NeedBuilder&)>& describe);
+  // While it lives, the submissions under mu_ record their sequence numbers in `ticket`.
+  class Admitted {
+   public:
+    Admitted(Impl* impl, ActivityLog::Ticket* ticket) : impl_(impl) { impl_->admitted_ = ticket; }
+    ~Admitted() { impl_->admitted_ = nullptr; }
+    Admitted(const Admitted&) = delete;
+    Admitted& operator=(const Admitted&) = delete;
+
+   private:
+    Impl* impl_;
+  };
+  // A node created under `ticket`: born in its epoch.
+  void markBorn(uint64_t id, const ActivityLog::Ticket& ticket) {
+    if (Node* n = node(id)) {
+      n->born = ticket.epoch();
+    }
+  }
   void waitAcked(uint64_t seq) {
     if (seq != 0) {
       sink_.waitAcked(seq);
@@ -220,6 +253,7 @@ class FuseFs::Impl {
   FuseOptions options_;
   OpSink& sink_;
   int root_fd_ = -1;
+  ActivityLog::Ticket* admitted_ = nullptr;  // guarded by mu_
   std::atomic<bool> writeback_{false};
 
   // The ordering lock: local application and submission happen under it, so the stream's order
@@ -436,6 +470,109 @@ int FuseFs::Impl::adoptNode(const std::string& rel, int fd, fuse_req_t req, uint
   return 0;
 }
 
+// ---- activity log ---------------------------------------------------------------------------
+
+// What an operation needs from the activity log, stated from the inode table (under mu_).
+// Paths that are not replicated need nothing.
+class FuseFs::Impl::NeedBuilder {
+ public:
+  NeedBuilder(Impl& impl, ActivityLog& log) : impl_(impl), log_(log) {}
+
+  // The data of node `id` in [offset, offset + length) changes.
+  void data(uint64_t id, uint64_t offset, uint64_t length) {
+    auto path = replicatedPath(id);
+    if (!path || length == 0) {
+      return;
+    }
+    const uint64_t zs = log_.zoneSize();
+    const uint64_t last = offset + length - 1 < offset ? UINT64_MAX : offset + length - 1;
+    for (uint64_t z = offset / zs; z <= last / zs; ++z) {
+      add(ActivityLog::Kind::Zone, *path, z);
+    }
+  }
+  // The metadata of node `id` changes.
+  void meta(uint64_t id) {
+    if (auto path = replicatedPath(id)) {
+      add(ActivityLog::Kind::Meta, *path, 0);
+    }
+  }
+  // The entries of directory node `id` change.
+  void entries(uint64_t id) {
+    if (auto path = replicatedPath(id)) {
+      add(ActivityLog::Kind::Dir, *path, 0);
+    }
+  }
+  // What `path` names is replaced by an object that existed before (rename over it).
+  void replaced(const std::string& path) {
+    if (impl_.replicated(path)) {
+      notBorn();
+      need_.keys.push_back({ActivityLog::Kind::Moved, impl_.options_.root, path, 0});
+    }
+  }
+  // Another name for an existing object: beyond what a change log describes after a crash.
+  void linked(const std::string& path) {
+    if (impl_.replicated(path)) {
+      notBorn();
+      need_.keys.push_back({ActivityLog::Kind::Linked, impl_.options_.root, path, 0});
+    }
+  }
+  ActivityLog::Need take() { return std::move(need_); }
+
+ private:
+  std::optional<std::string> replicatedPath(uint64_t id) {
+    auto path = impl_.pathOf(id);
+    if (!path || !impl_.replicatedNode(*path, id)) {
+      return std::nullopt;
+    }
+    // Covered by its birth only if every part of the operation is (the same epoch).
+    Node* n = impl_.node(id);
+    const uint64_t born = n != nullptr ? n->born : 0;
+    if (first_) {
+      need_.born = born;
+      first_ = false;
+    } else if (need_.born != born) {
+      need_.born = 0;
+    }
+    return path;
+  }
+  void notBorn() {
+    first_ = false;
+    need_.born = 0;
+  }
+  void add(ActivityLog::Kind kind, const std::string& path, uint64_t zone) {
+    need_.keys.push_back({kind, impl_.options_.root, path, zone});
+  }
+
+  Impl& impl_;
+  ActivityLog& log_;
+  ActivityLog::Need need_;
+  bool first_ = true;
+};
+
+ActivityLog::Ticket FuseFs::Impl::admit(std::unique_lock<std::mutex>& lock,
+                                        const std::function<void(NeedBuilder&)>& describe) {
+  ActivityLog* log = options_.activity;
+  if (log == nullptr) {
+    return {};
+  }
+  // Usually once or twice; more only if epochs turned over meanwhile.
+  for (int round = 0; round < kMaxAdmitRounds; ++round) {
+    NeedBuilder b(*this, *log);
+    describe(b);
+    ActivityLog::Need need = b.take();
+    if (auto ticket = log->admit(need)) {
+      return std::move(*ticket);
+    }
+    lock.unlock();
+    Status s = log->activate(need);
+    lock.lock();
+    if (!s.ok()) {
+      break;  // the log is broken: nothing is tracked any more, its owner knows
+    }
+  }
+  return {};
+}
+
 // ---- operations -----------------------------------------------------------------------------
 
 void FuseFs::Impl::init(fuse_conn_info* conn) {
@@ -521,6 +658,8 @@ void FuseFs::Impl::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, in
     return;
   }
   std::unique_lock lock(mu_);
+  ActivityLog::Ticket ticket = admit(lock, [&](NeedBuilder& b) { b.meta(ino); });
+  Admitted admitted(this, &ticket);
   auto path = pathOf(ino);
   Node* n = node(ino);
   int fd = fi != nullptr ? fileHandle(fi)->fd : -1;
@@ -699,7 +838,9 @@ void FuseFs::Impl::makeNode(fuse_req_t req, fuse_ino_t parent, const char* name,
   int err = 0;
   fuse_entry_param e;
   {
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
+    ActivityLog::Ticket ticket = admit(lock, [&](NeedBuilder& b) { b.entries(parent); });
+    Admitted admitted(this, &ticket);
     auto path = childPath(parent, name);
     if (!path) {
       err = ENOENT;
@@ -720,6 +861,7 @@ void FuseFs::Impl::makeNode(fuse_req_t req, fuse_ino_t parent, const char* name,
       }
       if (r == 0 && err == 0) {
         e = entryFor(parent, name, st);
+        markBorn(e.ino, ticket);
       } else if (r == 0 && ::fstatat(root_fd_, path->c_str(), &st, AT_SYMLINK_NOFOLLOW) < 0) {
         std::memset(&st, 0, sizeof(st));
         st.st_mode = mode;
@@ -767,7 +909,9 @@ void FuseFs::Impl::unlink(fuse_req_t req, fuse_ino_t parent, const char* name, b
   uint64_t seq = 0;
   int err = 0;
   {
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
+    ActivityLog::Ticket ticket = admit(lock, [&](NeedBuilder& b) { b.entries(parent); });
+    Admitted admitted(this, &ticket);
     auto path = childPath(parent, name);
     struct stat st;
     if (!path) {
@@ -807,7 +951,23 @@ void FuseFs::Impl::rename(fuse_req_t req, fuse_ino_t parent, const char* name, f
   uint64_t seq = 0;
   int err = 0;
   {
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
+    ActivityLog::Ticket ticket = admit(lock, [&](NeedBuilder& b) {
+      b.entries(parent);
+      b.entries(newparent);
+      // A name that keeps its place but changes its object: a crash must not hide it.
+      auto target = childPath(newparent, newname);
+      struct stat ts;
+      if (target && ::fstatat(root_fd_, target->c_str(), &ts, AT_SYMLINK_NOFOLLOW) == 0) {
+        b.replaced(*target);
+        if ((flags & RENAME_EXCHANGE) != 0) {
+          if (auto source = childPath(parent, name)) {
+            b.replaced(*source);
+          }
+        }
+      }
+    });
+    Admitted admitted(this, &ticket);
     auto from = childPath(parent, name);
     auto to = childPath(newparent, newname);
     struct stat from_st;
@@ -896,7 +1056,14 @@ void FuseFs::Impl::link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, co
   int err = 0;
   fuse_entry_param e;
   {
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
+    ActivityLog::Ticket ticket = admit(lock, [&](NeedBuilder& b) {
+      b.entries(newparent);
+      if (auto to = childPath(newparent, newname)) {
+        b.linked(*to);
+      }
+    });
+    Admitted admitted(this, &ticket);
     auto from = pathOf(ino);
     auto to = childPath(newparent, newname);
     struct stat st;
@@ -944,7 +1111,12 @@ void FuseFs::Impl::open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   int err = 0;
   auto h = std::make_unique<FileHandle>();
   {
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
+    ActivityLog::Ticket ticket;
+    if ((flags & O_TRUNC) != 0) {
+      ticket = admit(lock, [&](NeedBuilder& b) { b.meta(ino); });
+    }
+    Admitted admitted(this, &ticket);
     auto path = pathOf(ino);
     Node* n = node(ino);
     if (!path || n == nullptr) {
@@ -998,7 +1170,9 @@ void FuseFs::Impl::create(fuse_req_t req, fuse_ino_t parent, const char* name, m
   fuse_entry_param e;
   auto h = std::make_unique<FileHandle>();
   {
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
+    ActivityLog::Ticket ticket = admit(lock, [&](NeedBuilder& b) { b.entries(parent); });
+    Admitted admitted(this, &ticket);
     auto path = childPath(parent, name);
     struct stat st;
     bool created = false;
@@ -1034,6 +1208,9 @@ void FuseFs::Impl::create(fuse_req_t req, fuse_ino_t parent, const char* name, m
     }
     if (h->fd >= 0 && err == 0) {
       e = entryFor(parent, name, st);
+      if (created) {
+        markBorn(e.ino, ticket);
+      }
       Node* n = node(e.ino);
       if (created && seq != 0) {
         n->last_write_seq = std::max(n->last_write_seq, seq);  // a new content, from empty
@@ -1077,7 +1254,10 @@ void FuseFs::Impl::write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t
   ssize_t n;
   int err = 0;
   {
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
+    ActivityLog::Ticket ticket =
+        admit(lock, [&](NeedBuilder& b) { b.data(ino, static_cast<uint64_t>(off), size); });
+    Admitted admitted(this, &ticket);
     n = ::pwrite(h->fd, buf, size, off);
     if (n < 0) {
       err = errno;
@@ -1297,7 +1477,9 @@ void FuseFs::Impl::setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, co
   }
   int err = 0;
   {
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
+    ActivityLog::Ticket ticket = admit(lock, [&](NeedBuilder& b) { b.meta(ino); });
+    Admitted admitted(this, &ticket);
     auto path = pathOf(ino);
     if (!path) {
       err = ENOENT;
@@ -1376,7 +1558,9 @@ void FuseFs::Impl::removexattr(fuse_req_t req, fuse_ino_t ino, const char* name)
   }
   int err = 0;
   {
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
+    ActivityLog::Ticket ticket = admit(lock, [&](NeedBuilder& b) { b.meta(ino); });
+    Admitted admitted(this, &ticket);
     auto path = pathOf(ino);
     if (!path) {
       err = ENOENT;
@@ -1401,7 +1585,12 @@ void FuseFs::Impl::fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off
   }
   int err = 0;
   {
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
+    ActivityLog::Ticket ticket = admit(lock, [&](NeedBuilder& b) {
+      b.data(ino, static_cast<uint64_t>(offset), static_cast<uint64_t>(length));
+      b.meta(ino);
+    });
+    Admitted admitted(this, &ticket);
     if (::fallocate(fileHandle(fi)->fd, mode, offset, length) < 0) {
       err = errno;
     } else {

@@ -19,6 +19,7 @@
 #include <string_view>
 
 #include "base/status.h"
+#include "rfs/activity_log.h"
 #include "rfs/path_filter.h"
 #include "rfs/sink.h"
 
@@ -30,6 +31,10 @@ struct FuseOptions {
   PathFilter replicated;
   bool read_only = false;
   unsigned threads = 8;  // FUSE worker threads (clone_fd multithreaded loop)
+  // Where every change is made crash-safe before it is applied (null: no activity log), and
+  // this directory's index among the module's replicated directories (its entries' root).
+  ActivityLog* activity = nullptr;
+  uint16_t root = 0;
 };
 
 class FuseFs {

@@ -50,20 +50,25 @@ void Hub::track(const Op& op) {
     log_.record(op);
     return;
   }
-  settle(session_->acked());
-  Op kept = op;
-  if (kept.type == OpType::Write) {
-    kept.length = kept.data.size();  // ChangeLog::record reads a trimmed Write's size there
-  }
-  kept.data.clear();
-  unacked_.push_back(std::move(kept));
+  settle(session_->durable());
+  recent_.record(op);
+  recent_last_ = op.seq;
 }
 
-void Hub::settle(uint64_t acked) {
-  while (!unacked_.empty() && unacked_.front().seq <= acked) {
-    unacked_.pop_front();
+void Hub::settle(uint64_t durable) {
+  // Two generations, described as change logs (a path each, however many operations): the
+  // older goes once the secondary's disk has all of it; the recent one then takes its place.
+  if (durable >= recent_last_) {
+    older_.clear();
+    recent_.clear();
+    older_last_ = recent_last_;
+  } else if (durable >= older_last_) {
+    older_ = std::move(recent_);
+    recent_ = ChangeLog();
+    older_last_ = recent_last_;
   }
-  if (marker_seq_ != 0 && acked >= marker_seq_) {
+  durable_ = std::max(durable_, durable);
+  if (marker_seq_ != 0 && durable >= marker_seq_) {
     // The secondary holds everything up to the marker: a new sync point.
     base_ = next_base_;
     marker_seq_ = 0;
@@ -72,8 +77,8 @@ void Hub::settle(uint64_t acked) {
   }
 }
 
-void Hub::keepUnacknowledged(uint64_t acked) {
-  settle(acked);
+void Hub::keepUnacknowledged(uint64_t durable) {
+  settle(durable);
   if (marker_seq_ != 0) {
     // The marker never arrived: the old sync point stands, with everything logged since.
     ChangeLog older = std::move(resync_log_);
@@ -83,10 +88,11 @@ void Hub::keepUnacknowledged(uint64_t acked) {
     marker_seq_ = 0;
     journal_rewrite_ = true;
   }
-  for (const Op& op : unacked_) {
-    log_.record(op);
-  }
-  unacked_.clear();
+  log_.merge(older_);
+  log_.merge(recent_);
+  older_.clear();
+  recent_.clear();
+  older_last_ = recent_last_;
 }
 
 void Hub::restoreChanges(uint64_t base, ChangeLog log) {
@@ -99,22 +105,24 @@ void Hub::restoreChanges(uint64_t base, ChangeLog log) {
 JournalDelta Hub::journalDelta() {
   std::lock_guard<std::mutex> lock(mutex_);
   if (session_ && synced_) {
-    settle(session_->acked());
+    settle(session_->durable());
   }
   JournalDelta d;
   d.base = base_;
+  // Once written: every operation so far is in it, but those still awaiting the secondary's
+  // disk (and all of them while a marker is out: its log is not the one written).
+  if (marker_seq_ == 0) {
+    d.upto = session_ && synced_ ? std::min(next_seq_ - 1, durable_) : next_seq_ - 1;
+  }
   // While a marker is out, the journal keeps the log it counts from (still the truth).
   d.complete = log_.complete() && (marker_seq_ == 0 || resync_log_.complete());
   auto touched = log_.takeTouched();
   if (journal_rewrite_) {
     journal_rewrite_ = false;
-    d.rewrite = true;
-    const ChangeLog& source = marker_seq_ != 0 ? resync_log_ : log_;
-    for (const auto& [root, path] : source.keys()) {
-      auto [flags, ranges] = source.row(root, path);
-      d.rows.push_back({root, path, flags, std::move(ranges)});
-    }
-    return d;
+    JournalDelta full = rewriteOf(marker_seq_ != 0 ? resync_log_ : log_, base_);
+    full.complete = d.complete;
+    full.upto = d.upto;
+    return full;
   }
   for (const auto& [root, path] : touched) {
     auto [flags, ranges] = log_.row(root, path);
@@ -126,6 +134,29 @@ JournalDelta Hub::journalDelta() {
 uint64_t Hub::base() const {
   std::lock_guard<std::mutex> lock(mutex_);
   return base_;
+}
+
+void Hub::journalWritten(uint64_t upto) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  journal_safe_ = std::max(journal_safe_, upto);
+}
+
+uint64_t Hub::safeSeq() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  uint64_t safe = journal_safe_;
+  if (session_ && synced_ && marker_seq_ == 0) {
+    safe = std::max(safe, session_->durable());
+  }
+  return safe;
+}
+
+uint64_t Hub::notDurable() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!session_ || !synced_) {
+    return 0;
+  }
+  const uint64_t durable = std::max(session_->durable(), session_first_ - 1);
+  return next_seq_ - 1 > durable ? next_seq_ - 1 - durable : 0;
 }
 
 void Hub::markChangesIncomplete() {
@@ -154,7 +185,7 @@ bool Hub::waitSessionAcked(uint64_t id, uint64_t seq) {
   }
   std::lock_guard<std::mutex> lock(mutex_);
   if (session_ == s) {
-    settle(s->acked());
+    settle(s->durable());
   }
   return true;
 }
@@ -239,6 +270,7 @@ std::shared_ptr<StreamSender> Hub::startSession(std::vector<std::unique_ptr<Chan
   closeSession();
   std::lock_guard<std::mutex> lock(mutex_);
   *id = ++session_id_;
+  durable_ = 0;
   if (changes != nullptr) {
     *changes = log_;
   }
@@ -291,7 +323,7 @@ void Hub::sessionLost(uint64_t id, const std::string& why) {
     }
     old = std::move(session_);
     bytes_before_ += old->bytesSent();
-    keepUnacknowledged(old->acked());
+    keepUnacknowledged(old->durable());
     fenced = synced_;
     fenced_ = fenced_ || synced_;
     synced_ = false;
@@ -341,7 +373,7 @@ void Hub::closeSession(bool goodbye, Millis wait) {
     old = std::move(session_);
     if (old) {
       bytes_before_ += old->bytesSent();
-      keepUnacknowledged(old->acked());
+      keepUnacknowledged(old->durable());
     }
     synced_ = false;
     ended.swap(ended_);

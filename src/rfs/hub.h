@@ -17,16 +17,17 @@
 //
 // Change tracking (DESIGN 6.3, change_log.h): whatever the secondary may lack goes into the
 // change log: every operation while no session is synced (alone, or reintegrating), and, when a
-// synced session ends, the records it had not acknowledged (the hub keeps them, without their
-// data, until they are). A reintegration's ResyncDone marker carries a new sync point id; once
-// the secondary acknowledges it, that id is the base and the log starts empty. journalDelta()
-// hands what changed to the journal (journal.h), lazily.
+// synced session ends, the records it had not acknowledged as durable (on its disk, not just in
+// its page cache: the hub keeps them, without their data, until they are). A reintegration's
+// ResyncDone marker carries a new sync point id; once the secondary has it on disk, that id is
+// the base and the log starts empty. journalDelta() hands what changed to the journal
+// (journal.h), lazily; safeSeq() says up to where every operation is in the journal or on the
+// secondary's disk (the activity log keeps the rest: activity_log.h).
 //
 // Thread-safety: all methods may be called from any thread.
 
 #include <condition_variable>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -109,6 +110,12 @@ class Hub {
   ChangeLog changes() const;
   // The log cannot describe what changed: the next reintegration is full.
   void markChangesIncomplete();
+  // The journal wrote a delta (its `upto`).
+  void journalWritten(uint64_t upto);
+  // Every operation up to this sequence number is in the journal or on the secondary's disk.
+  uint64_t safeSeq() const;
+  // Operations a synced secondary applied (or will) but has not confirmed on its disk yet.
+  uint64_t notDurable() const;
 
   bool synced() const;
   bool fenced() const;
@@ -119,10 +126,11 @@ class Hub {
   class RootSink;
   // Under mutex_: an operation of the application, into the log or the unacknowledged list.
   void track(const Op& op);
-  // Under mutex_: the session's acknowledgements settle the list and a pending sync point.
-  void settle(uint64_t acked);
-  // Under mutex_: the session ends; what it did not acknowledge goes into the log.
-  void keepUnacknowledged(uint64_t acked);
+  // Under mutex_: the session's durable acknowledgements settle the list and a pending sync
+  // point.
+  void settle(uint64_t durable);
+  // Under mutex_: the session ends; what it did not acknowledge as durable goes into the log.
+  void keepUnacknowledged(uint64_t durable);
 
   const HubOptions options_;
   TimeSource& time_;
@@ -142,11 +150,18 @@ class Hub {
   uint64_t observer_owner_ = 0;              // guarded by mutex_
   ChangeLog log_;                            // what the secondary may lack; mutex_
   uint64_t base_ = 0;                        // the sync point log_ counts from; mutex_
-  std::deque<Op> unacked_;                   // a synced session's records, without data; mutex_
-  ChangeLog resync_log_;                     // log_ when the ResyncDone marker went out; mutex_
-  uint64_t marker_seq_ = 0;                  // that marker, not yet acknowledged (0: none); mutex_
-  uint64_t next_base_ = 0;                   // the id it carries; mutex_
-  bool journal_rewrite_ = false;             // the journal must be rewritten whole; mutex_
+  // A synced session's operations not yet on the secondary's disk, in two generations: up to
+  // older_last_ (older_) and up to recent_last_ (recent_). mutex_
+  ChangeLog older_;
+  ChangeLog recent_;
+  uint64_t older_last_ = 0;
+  uint64_t recent_last_ = 0;
+  uint64_t durable_ = 0;          // the session's durable acknowledgement, as last seen; mutex_
+  uint64_t journal_safe_ = 0;     // safe thanks to journal writes; mutex_
+  ChangeLog resync_log_;          // log_ when the ResyncDone marker went out; mutex_
+  uint64_t marker_seq_ = 0;       // that marker, not yet acknowledged (0: none); mutex_
+  uint64_t next_base_ = 0;        // the id it carries; mutex_
+  bool journal_rewrite_ = false;  // the journal must be rewritten whole; mutex_
   // Lost sessions, destroyed by the next owner call (their own thread may have reported it).
   std::vector<std::shared_ptr<StreamSender>> ended_;  // guarded by mutex_
 };

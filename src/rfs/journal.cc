@@ -12,6 +12,18 @@ constexpr const char* kSchema =
 
 }  // namespace
 
+JournalDelta rewriteOf(const ChangeLog& log, uint64_t base) {
+  JournalDelta d;
+  d.base = base;
+  d.complete = log.complete();
+  d.rewrite = true;
+  for (const auto& [root, path] : log.keys()) {
+    auto [flags, ranges] = log.row(root, path);
+    d.rows.push_back({root, path, flags, std::move(ranges)});
+  }
+  return d;
+}
+
 Result<std::unique_ptr<Journal>> Journal::open(const std::string& path) {
   HALO_ASSIGN_OR_RETURN(Database db, Database::open(path));
   HALO_RETURN_IF_ERROR(db.ensureSchema(kSchemaVersion, kSchema));
@@ -44,6 +56,10 @@ Result<Journal::Loaded> Journal::load() {
         out.clean = value != 0;
       } else if (key == "complete") {
         complete = value != 0;
+      } else if (key == "quarantined") {
+        out.quarantined = value != 0;
+      } else if (key == "pair") {
+        out.pair = static_cast<uint64_t>(value);
       }
     }
   }
@@ -110,7 +126,19 @@ Status Journal::resetTo(uint64_t base) {
   JournalDelta d;
   d.base = base;
   d.rewrite = true;
-  return write(d);
+  HALO_RETURN_IF_ERROR(write(d));
+  std::lock_guard<std::mutex> lock(mutex_);
+  return setValue("quarantined", 0);
+}
+
+Status Journal::setPair(uint64_t pair) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return setValue("pair", static_cast<int64_t>(pair));
+}
+
+Status Journal::markQuarantined() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return setValue("quarantined", 1);
 }
 
 Status Journal::markClean() {

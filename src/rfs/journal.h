@@ -40,15 +40,22 @@ struct JournalDelta {
   bool complete = true;
   bool rewrite = false;  // every row is replaced by `rows`
   std::vector<JournalRow> rows;
+  // Once written, every operation up to this sequence number is safe (in the journal or on the
+  // secondary's disk): Hub::journalWritten.
+  uint64_t upto = 0;
   bool empty() const { return !rewrite && rows.empty(); }
 };
+// The delta that replaces the journal's rows by all of `log`'s.
+JournalDelta rewriteOf(const ChangeLog& log, uint64_t base);
 
 class Journal {
  public:
   struct Loaded {
     uint64_t base = 0;
-    bool clean = true;  // the previous process stopped cleanly (or there was none)
-    ChangeLog log;      // marked incomplete when its rows could not be read back
+    bool clean = true;         // the previous process stopped cleanly (or there was none)
+    ChangeLog log;             // marked incomplete when its rows could not be read back
+    bool quarantined = false;  // the log's objects were copied aside (quarantine.h)
+    uint64_t pair = 0;         // which two nodes the sync point is between (0: unknown)
   };
   static Result<std::unique_ptr<Journal>> open(const std::string& path);
 
@@ -60,6 +67,9 @@ class Journal {
   // A new sync point: this node holds exactly the data of sync point `base`; no change since.
   Status resetTo(uint64_t base);
   Status markClean();
+  // The log's objects are copied aside: not again until the next sync point (resetTo).
+  Status markQuarantined();
+  Status setPair(uint64_t pair);
   const std::string& path() const { return path_; }
 
  private:

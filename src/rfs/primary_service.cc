@@ -59,25 +59,18 @@ Status PrimaryService::begin() {
              'C'});
   };
   hub_ = std::make_unique<Hub>(options_.dirs.size(), ho, time_, std::move(he));
-  if (!options_.journal.empty()) {
+  {
     // Before the mounts: every operation of the application is tracked from the first.
-    auto journal = Journal::open(options_.journal);
-    if (!journal.ok()) {
-      return journal.status().withPrefix("the replication journal");
+    auto state = openStartState(options_, time_);
+    if (!state.ok()) {
+      return state.status().withPrefix("the replication journal " + options_.journal);
     }
-    auto loaded = (*journal)->load();
-    if (!loaded.ok()) {
-      return loaded.status().withPrefix("the replication journal " + options_.journal);
+    if (!state->note.empty()) {
+      events_({"log", state->note, 'E'});
     }
-    if (!loaded->clean && loaded->base != 0) {
-      loaded->log.markIncomplete();
-      events_({"log",
-               "The replication process did not stop cleanly last time: its change log may miss "
-               "the last changes, so the next reintegration compares every file",
-               'E'});
-    }
-    hub_->restoreChanges(loaded->base, std::move(loaded->log));
-    journal_ = std::move(*journal);
+    hub_->restoreChanges(state->base, std::move(state->log));
+    journal_ = std::move(state->journal);
+    activity_ = std::move(state->activity);
   }
   last_flush_ = time_.monotonicTime();
   for (size_t i = 0; i < options_.dirs.size(); ++i) {
@@ -94,6 +87,8 @@ Status PrimaryService::begin() {
     fo.dir = d.dir;
     fo.replicated = d.replicated;
     fo.threads = options_.fuse_threads;
+    fo.activity = activity_.get();
+    fo.root = static_cast<uint16_t>(i);
     auto fs = FuseFs::mount(std::move(fo), hub_->sink(static_cast<uint16_t>(i)));
     if (!fs.ok()) {
       return fs.status().withPrefix("mounting the interception over " + d.dir);
@@ -180,9 +175,47 @@ void PrimaryService::flushJournal() {
   }
   written_base_ = d.base;
   written_complete_ = d.complete;
+  hub_->journalWritten(d.upto);
+}
+
+void PrimaryService::trimActivity() {
+  if (!activity_) {
+    return;
+  }
+  if (activity_->broken() && !activity_broken_) {
+    // Nothing tracks the changes any more: only a full reintegration is safe after a crash.
+    activity_broken_ = true;
+    hub_->markChangesIncomplete();
+    events_({"log",
+             "Cannot write the activity log (" + options_.activity_log +
+                 "): after a crash the next reintegration compares every file",
+             'E'});
+  }
+  activity_->safeUpTo(hub_->safeSeq());
+  activity_->noteClock();
 }
 
 void PrimaryService::unfence() { hub_->unfence(); }
+
+void PrimaryService::peerLost() {
+  post([this] {
+    if (!hub_->hasSession()) {
+      return;
+    }
+    events_({"log",
+             "The secondary is gone (no heartbeat): its replication session ends; what it lacks "
+             "is tracked",
+             'I'});
+    std::shared_ptr<Resyncer> r;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      r = std::move(resyncer_);
+      ++generation_;  // events of that session are stale now
+    }
+    hub_->closeSession();
+    hub_->reap();
+  });
+}
 
 std::vector<int> PrimaryService::rootFds() const {
   std::vector<int> out;
@@ -224,6 +257,7 @@ void PrimaryService::loop() {
     if (time_.monotonicTime() - last_flush_ >= kJournalEvery) {
       flushJournal();
     }
+    trimActivity();
   }
 }
 
@@ -309,14 +343,23 @@ void PrimaryService::startSession(std::vector<std::unique_ptr<Channel>> channels
   };
   ev.hints_done = [this, current, plan, whole](bool compare_all) {
     current([this, plan, compare_all, whole](Resyncer& r) {
-      if (compare_all || plan->since) {
+      // Without hints (a fast reintegration was asked): every file is compared if it is not.
+      if (compare_all || (plan->since && plan->since->base != 0)) {
         r.noHints();
+      }
+      if (plan->since && plan->since->modified_after > 0) {
+        r.copyOnlyModifiedAfter(static_cast<int64_t>(plan->since->modified_after));
+        events_({"log",
+                 "secondforce: only the files modified since " +
+                     std::to_string(plan->since->modified_after) +
+                     " (Unix time) are copied; the others are taken as identical",
+                 'I'});
       }
       std::string why;
       if (whole) {
         why = "fullsync";
-      } else if (!plan->since) {
-        why = "the secondary holds no sync point";
+      } else if (!plan->since || plan->since->base == 0) {
+        why = plan->since ? "secondforce" : "the secondary holds no sync point";
       } else if (plan->since->base != plan->base) {
         why = "the secondary's sync point is not this node's";
       } else if (!plan->changes.complete()) {
@@ -458,6 +501,7 @@ nlohmann::json PrimaryService::status() const {
                   {"complete", changes.complete()},
                   {"paths", changes.paths()},
                   {"dirty_bytes", changes.dirtyBytes()}};
+  j["not_durable"] = hub_->notDurable();
   j["session"] = hub_->hasSession();
   j["synced"] = hub_->synced();
   j["fenced"] = hub_->fenced();

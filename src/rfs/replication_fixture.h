@@ -131,6 +131,9 @@ class ReplicationTest : public ::testing::Test {
     o.resync.bandwidth_kib_per_s = bandwidth_kib_s_;
     o.connections = connections_;
     o.journal = tmp_ + (dir == primary_ ? "/primary.db" : "/secondary.db");
+    o.activity_log = tmp_ + (dir == primary_ ? "/primary-al.db" : "/secondary-al.db");
+    // The trees are made just before the services start: only what is born after counts.
+    o.activity_grace = Millis(50);
     o.random = [this] {
       std::lock_guard<std::mutex> lock(random_mutex_);
       return random_();

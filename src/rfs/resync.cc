@@ -33,6 +33,16 @@ std::string ResyncProgress::describe() const {
   return buf;
 }
 
+std::string ResyncProgress::summary() const {
+  char buf[256];
+  std::snprintf(buf, sizeof buf,
+                "%s, %" PRIu64 " files, %" PRIu64 " other entries, %" PRIu64
+                " bytes copied, %" PRIu64 " bytes hashed, %.1f s",
+                mode == "changes" ? "changes only" : "every file compared", files_done, entries,
+                bytes_copied, bytes_hashed, seconds);
+  return buf;
+}
+
 Resyncer::Resyncer(std::vector<ResyncRoot> roots, Hub& hub, uint64_t session, ResyncOptions options,
                    TimeSource& time, Events events)
     : roots_(std::move(roots)),
@@ -173,8 +183,8 @@ ResyncProgress Resyncer::progress() const {
   p.bytes_copied = bytes_copied_;
   p.bytes_hashed = bytes_hashed_;
   p.entries = entries_;
-  p.seconds =
-      started_ ? std::chrono::duration<double>(time_.monotonicTime() - start_time_).count() : 0;
+  const MonotonicTime until = ended_ ? end_time_ : time_.monotonicTime();
+  p.seconds = started_ ? std::chrono::duration<double>(until - start_time_).count() : 0;
   p.rate = p.seconds > 0 ? static_cast<double>(p.bytes_done) / p.seconds : 0;
   if (p.rate > 0 && p.bytes_total >= p.bytes_done) {
     p.eta_seconds = static_cast<double>(p.bytes_total - p.bytes_done) / p.rate;
@@ -398,7 +408,9 @@ void Resyncer::run() {
       detail = "the replication session ended";
     } else {
       ok = true;
-      detail = progress().describe();
+      end_time_ = time_.monotonicTime();
+      ended_ = true;
+      detail = progress().summary();
       std::lock_guard<std::mutex> lock(mutex_);
       phase_ = "done";
     }

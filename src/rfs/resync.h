@@ -85,6 +85,8 @@ struct ResyncProgress {
   double rate = 0;               // bytes_done per second
   double eta_seconds = -1;       // -1: unknown
   std::string describe() const;  // "1200/5000 files, 1.2/4.6 GiB, 310 MB/s, ETA 11 s"
+  // At the end: "changes only, 12 files, 4 entries, 655360 bytes copied, 0 bytes hashed, 0.4 s"
+  std::string summary() const;
 };
 
 class Resyncer {
@@ -103,6 +105,9 @@ class Resyncer {
   void setHint(uint16_t root, const Manifest& hint);
   // The secondary sent no hints (too large a tree): every file is compared.
   void noHints() { no_hints_ = true; }
+  // halo secondforce -d: a file the secondary has and the primary did not modify since `unix_s`
+  // is taken as identical (before start()).
+  void copyOnlyModifiedAfter(int64_t unix_s) { modified_after_ = unix_s; }
   // Before start(): reintegrate only what `plan` records; `whole` lists the fresh paths only the
   // primary made (sent whole; the others' content is compared).
   void setPlan(ChangeLog plan, ChangeLog whole);
@@ -123,8 +128,9 @@ class Resyncer {
     uint16_t root = 0;
     std::string path;
     uint64_t size = 0;
-    int replies = 0;  // answers still expected
-    int copies = 0;   // copy tasks still queued or running
+    uint64_t progress_bytes = 0;  // what it adds to bytes_done (the changed ranges, fast)
+    int replies = 0;              // answers still expected
+    int copies = 0;               // copy tasks still queued or running
     bool failed = false;
   };
   struct LinkLater {
@@ -150,8 +156,9 @@ class Resyncer {
   // Under mutex_: a registered record's answer may have come before its registration.
   std::vector<NeedRanges> takeEarlyLocked();
   // Under mutex_: a file whose records `seqs` await answers and whose `copies` are queued.
+  // `progress_bytes` counts in bytes_done once it is done (its size, or its changed ranges).
   uint64_t registerFileLocked(uint16_t root, const std::string& path, uint64_t size,
-                              const std::vector<uint64_t>& seqs,
+                              uint64_t progress_bytes, const std::vector<uint64_t>& seqs,
                               const std::vector<std::pair<uint64_t, uint64_t>>& copies);
   Status walkRoot(uint16_t root, const std::string& top);
   // Describes `path` and its entries; with `only`, of the entries just that one (a redo);
@@ -162,7 +169,10 @@ class Resyncer {
   bool linkToFirst(uint16_t root, const std::string& path, const struct stat& st);
   void syncFile(uint16_t root, const std::string& path, bool hard_linked);
   void enqueueFile(uint16_t root, const std::string& path, bool hard_linked);
-  void copyRange(uint64_t file_id, uint64_t offset, uint64_t length);
+  // Under mutex_: queues the copy of `ranges` (clipped to the file's size) in batches.
+  void queueCopiesLocked(uint64_t file_id, PendingFile* f,
+                         const std::vector<std::pair<uint64_t, uint64_t>>& ranges);
+  void copyRanges(uint64_t file_id, const std::vector<std::pair<uint64_t, uint64_t>>& ranges);
   void fileStep(uint64_t file_id);  // a reply or a copy finished: maybe finish the file
   void finishFile(uint64_t file_id);
   Status linksAndTimes();
@@ -186,9 +196,12 @@ class Resyncer {
   TimeSource& time_;
   Events events_;
   MonotonicTime start_time_;
+  std::atomic<bool> ended_{false};  // end_time_ is set
+  MonotonicTime end_time_;
   std::atomic<bool> walk_over_{false};  // the first pass is done (redo rounds follow)
   bool fast_ = false;
   ChangeLog plan_;
+  int64_t modified_after_ = 0;
 
   std::vector<std::unordered_map<std::string, HintEntry>> hints_;
   std::atomic<bool> stop_{false};

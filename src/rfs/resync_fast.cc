@@ -81,7 +81,9 @@ void Resyncer::countPlan() {
         bytes_total_ += end - start;
       }
     }
-    for (const auto& f : r.fresh) {
+    std::vector<std::string> entire(r.fresh.begin(), r.fresh.end());
+    entire.insert(entire.end(), r.uncertain.begin(), r.uncertain.end());
+    for (const auto& f : entire) {
       struct stat st {};
       if (::fstatat(root_fd, f.empty() ? "." : f.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
           S_ISREG(st.st_mode)) {
@@ -108,7 +110,8 @@ Status Resyncer::runPlan() {
     }
     const ChangeLog::RootChanges& r = plan_.roots().at(root);
     FuseFs& fs = *roots_[root].fs;
-    if (r.fresh.count(path) != 0) {
+    if (r.fresh.count(path) != 0 || r.uncertain.count(path) != 0) {
+      // Described entirely: sent whole when only this node made it (whole_), else compared.
       HALO_RETURN_IF_ERROR(walkRoot(root, path));
       planItemDone(root, path);
       continue;
@@ -210,11 +213,14 @@ void Resyncer::syncChanged(uint16_t root, const std::string& path,
     }
     submitXattrs(root, path, x);
     std::vector<std::pair<uint64_t, uint64_t>> copies;
+    uint64_t changed = 0;
+    const uint64_t size = static_cast<uint64_t>(st.st_size);
     for (const auto& [start, end] : ranges) {
       copies.emplace_back(start, end - start);
+      changed += start < size ? std::min(end, size) - start : 0;
     }
     std::lock_guard<std::mutex> lock(mutex_);
-    id = registerFileLocked(root, path, static_cast<uint64_t>(st.st_size), {seq}, copies);
+    id = registerFileLocked(root, path, size, changed, {seq}, copies);
     registered = true;
   });
   work_cv_.notify_all();

@@ -19,20 +19,33 @@ void Resyncer::syncFile(uint16_t root, const std::string& path, bool hard_linked
   }
   FuseFs& fs = *roots_[root].fs;
   const int root_fd = fs.rootFd();
-  // Hashing first, outside the lock: kept only if the inode saw no change meanwhile.
+  // Hashing first, outside the lock: kept only if the inode saw no change meanwhile. A fast
+  // reintegration compares what a crash may have left different: by 4 KiB, so that it copies
+  // about what differs.
+  const uint64_t block = fast_ ? ChangeLog::kBlock : options_.block_size;
   const bool whole = hintedMissing(root, path);
+  if (!whole && modified_after_ != 0) {
+    struct stat st {};
+    if (::fstatat(root_fd, path.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+        st.st_mtim.tv_sec < modified_after_) {
+      // secondforce -d: taken as identical on the secondary, which has it.
+      files_done_ += 1;
+      std::lock_guard<std::mutex> lock(mutex_);
+      pending_files_.erase({root, path});
+      return;
+    }
+  }
   std::vector<BlockDigest> digests;
   struct stat hashed {};
   if (!whole) {
     auto fd = openForReading(root_fd, path);
     if (fd.ok() && ::fstat(fd->get(), &hashed) == 0 && S_ISREG(hashed.st_mode)) {
-      std::string buf(options_.block_size, '\0');
-      const std::string zeros(options_.block_size, '\0');
+      std::string buf(block, '\0');
+      const std::string zeros(block, '\0');
       const BlockDigest zero_digest = blockDigest(zeros.data(), zeros.size());
-      for (uint64_t at = 0; at < static_cast<uint64_t>(hashed.st_size) && !stop_;
-           at += options_.block_size) {
-        if (at + options_.block_size <= static_cast<uint64_t>(hashed.st_size) &&
-            isHole(fd->get(), at, options_.block_size, hashed)) {
+      for (uint64_t at = 0; at < static_cast<uint64_t>(hashed.st_size) && !stop_; at += block) {
+        if (at + block <= static_cast<uint64_t>(hashed.st_size) &&
+            isHole(fd->get(), at, block, hashed)) {
           digests.push_back(zero_digest);  // a hole reads as zeroes: no need to read it
           continue;
         }
@@ -65,13 +78,12 @@ void Resyncer::syncFile(uint16_t root, const std::string& path, bool hard_linked
     // difference (it compares after applying those writes), never hide one: they stay valid
     // for the same inode. Blocks the file grew by meanwhile are sent without comparing.
     const bool valid = !whole && st.st_dev == hashed.st_dev && st.st_ino == hashed.st_ino;
-    const uint64_t blocks =
-        (static_cast<uint64_t>(st.st_size) + options_.block_size - 1) / options_.block_size;
+    const uint64_t blocks = (static_cast<uint64_t>(st.st_size) + block - 1) / block;
     if (valid && digests.size() > blocks) {
       digests.resize(blocks);
     }
     const uint64_t compared_end =
-        std::min<uint64_t>(static_cast<uint64_t>(st.st_size), digests.size() * options_.block_size);
+        std::min<uint64_t>(static_cast<uint64_t>(st.st_size), digests.size() * block);
     const XattrList x = readXattrs(root_fd, path);
     Op op;
     op.type = OpType::SyncFile;
@@ -95,8 +107,8 @@ void Resyncer::syncFile(uint16_t root, const std::string& path, bool hard_linked
       Op v;
       v.type = OpType::VerifyBlocks;
       v.path = path;
-      v.offset = i * options_.block_size;
-      v.length = options_.block_size;
+      v.offset = i * block;
+      v.length = block;
       const size_t n = std::min(kDigestsPerRecord, digests.size() - i);
       v.data.assign(reinterpret_cast<const char*>(digests[i].data()), n * sizeof(BlockDigest));
       seq = submit(root, std::move(v));
@@ -115,7 +127,7 @@ void Resyncer::syncFile(uint16_t root, const std::string& path, bool hard_linked
       copies.emplace_back(start, size - start);
     }
     std::lock_guard<std::mutex> lock(mutex_);
-    registered = registerFileLocked(root, path, size, seqs, copies);
+    registered = registerFileLocked(root, path, size, size, seqs, copies);
   });
   work_cv_.notify_all();
   if (skipped) {
@@ -136,22 +148,16 @@ void Resyncer::syncFile(uint16_t root, const std::string& path, bool hard_linked
 }
 
 uint64_t Resyncer::registerFileLocked(uint16_t root, const std::string& path, uint64_t size,
-                                      const std::vector<uint64_t>& seqs,
+                                      uint64_t progress_bytes, const std::vector<uint64_t>& seqs,
                                       const std::vector<std::pair<uint64_t, uint64_t>>& copies) {
   const uint64_t id = next_file_++;
   PendingFile f;
   f.root = root;
   f.path = path;
   f.size = size;
+  f.progress_bytes = progress_bytes;
   f.replies = static_cast<int>(seqs.size());
-  for (auto [offset, length] : copies) {
-    const uint64_t end = std::min(size, offset + length);
-    for (uint64_t at = offset; at < end; at += kCopyChunk) {
-      ++f.copies;
-      const uint64_t n = std::min<uint64_t>(kCopyChunk, end - at);
-      tasks_.push_back([this, id, at, n] { copyRange(id, at, n); });
-    }
-  }
+  queueCopiesLocked(id, &f, copies);
   files_.emplace(id, std::move(f));
   for (uint64_t s : seqs) {
     by_seq_[s] = id;
@@ -197,18 +203,7 @@ void Resyncer::onNeed(const NeedRanges& need) {
       return;
     }
     // What the peer asks stops at the file's size (it asks whole blocks): nothing beyond.
-    const uint64_t limit = f->second.size;
-    for (auto [offset, length] : need.ranges) {
-      if (offset >= limit) {
-        continue;
-      }
-      length = std::min(length, limit - offset);
-      for (uint64_t at = offset; at < offset + length; at += kCopyChunk) {
-        ++f->second.copies;
-        const uint64_t n = std::min<uint64_t>(kCopyChunk, offset + length - at);
-        tasks_.push_back([this, id, at, n] { copyRange(id, at, n); });
-      }
-    }
+    queueCopiesLocked(id, &f->second, need.ranges);
   }
   work_cv_.notify_all();
   {
@@ -221,7 +216,38 @@ void Resyncer::onNeed(const NeedRanges& need) {
   fileStep(id);
 }
 
-void Resyncer::copyRange(uint64_t file_id, uint64_t offset, uint64_t length) {
+void Resyncer::queueCopiesLocked(uint64_t file_id, PendingFile* f,
+                                 const std::vector<std::pair<uint64_t, uint64_t>>& ranges) {
+  // Pieces of at most one record each, packed into batches of at most kCopyChunk bytes: a
+  // batch is read with one open and submitted under one lock (a fast reintegration copies
+  // many scattered 4 KiB ranges).
+  std::vector<std::pair<uint64_t, uint64_t>> batch;
+  uint64_t batched = 0;
+  auto flush = [&] {
+    if (batch.empty()) {
+      return;
+    }
+    ++f->copies;
+    tasks_.push_back([this, file_id, b = std::move(batch)] { copyRanges(file_id, b); });
+    batch.clear();
+    batched = 0;
+  };
+  for (auto [offset, length] : ranges) {
+    const uint64_t end = std::min(f->size, offset + length);
+    for (uint64_t at = offset; at < end; at += kCopyChunk) {
+      const uint64_t n = std::min<uint64_t>(kCopyChunk, end - at);
+      if (batched + n > kCopyChunk) {
+        flush();
+      }
+      batch.emplace_back(at, n);
+      batched += n;
+    }
+  }
+  flush();
+}
+
+void Resyncer::copyRanges(uint64_t file_id,
+                          const std::vector<std::pair<uint64_t, uint64_t>>& ranges) {
   uint16_t root = 0;
   std::string path;
   {
@@ -235,22 +261,40 @@ void Resyncer::copyRange(uint64_t file_id, uint64_t offset, uint64_t length) {
   }
   FuseFs& fs = *roots_[root].fs;
   const int root_fd = fs.rootFd();
-  std::string data;
-  data.resize(length);  // filled by the read (a hole is not read)
-  ssize_t got = -1;
-  bool hole = false;
-  struct stat read_st {};
-  throttle(length);
+  struct Piece {
+    uint64_t offset;
+    uint64_t length;
+    std::string data;  // filled by the read (a hole is not read)
+    ssize_t got = -1;
+    bool hole = false;
+  };
+  std::vector<Piece> pieces;
+  uint64_t total = 0;
+  for (auto [offset, length] : ranges) {
+    pieces.push_back({offset, length, std::string(), -1, false});
+    total += length;
+  }
+  throttle(total);
   const uint64_t before = hub_.lastSeq();
   // Kept open until the check below: an inode held open cannot be freed, so its number cannot
   // come back as another file's meanwhile.
-  auto fd = openForReading(root_fd, path);
-  if (fd.ok() && ::fstat(fd->get(), &read_st) == 0) {
-    hole = isHole(fd->get(), offset, length, read_st);
-    if (!hole) {
-      got = readFully(fd->get(), data.data(), data.size(), offset);
+  struct stat read_st {};
+  auto read = [&](int fd, const struct stat& st) {
+    for (auto& p : pieces) {
+      p.hole = isHole(fd, p.offset, p.length, st);
+      p.got = 0;
+      if (!p.hole) {
+        p.data.resize(p.length);
+        p.got = readFully(fd, p.data.data(), p.data.size(), p.offset);
+        if (p.got < 0) {
+          return false;
+        }
+      }
     }
-  }
+    return true;
+  };
+  auto fd = openForReading(root_fd, path);
+  const bool read_ok = fd.ok() && ::fstat(fd->get(), &read_st) == 0 && read(fd->get(), read_st);
   hub_.waitRoom(session_);
   Status error;
   fs.ordered([&] {
@@ -258,7 +302,7 @@ void Resyncer::copyRange(uint64_t file_id, uint64_t offset, uint64_t length) {
     if (::fstatat(root_fd, path.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) {
       return;  // gone: the live stream removed it on the secondary too
     }
-    if (!fd.ok() || got < 0 || read_st.st_nlink == 0 || st.st_ino != read_st.st_ino ||
+    if (!read_ok || read_st.st_nlink == 0 || st.st_ino != read_st.st_ino ||
         st.st_dev != read_st.st_dev || fs.lastDataChange(st.st_dev, st.st_ino) > before) {
       // Changed while being read: read it again, now that nothing can change it.
       auto again = openForReading(root_fd, path);
@@ -266,32 +310,33 @@ void Resyncer::copyRange(uint64_t file_id, uint64_t offset, uint64_t length) {
         error = again.status();
         return;
       }
-      hole = isHole(again->get(), offset, length, st);
-      got = hole ? 0 : readFully(again->get(), data.data(), data.size(), offset);
-      if (got < 0) {
+      if (!read(again->get(), st)) {
         error = errnoStatus("reading " + path, errno);
         return;
       }
     }
-    Op op;
-    op.path = path;
-    op.offset = offset;
-    if (hole) {
-      // A hole of a sparse file: zeroes on the secondary too, without sending them.
-      op.type = OpType::Fallocate;
-      op.flags = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
-      op.length = length;
-      submit(root, std::move(op));
-      return;
-    }
-    if (got == 0) {
-      return;  // beyond the end now: a live truncate said it
-    }
-    op.type = OpType::Write;
-    data.resize(static_cast<size_t>(got));
-    op.data = std::move(data);
-    if (submit(root, std::move(op)) != 0) {
-      bytes_copied_ += static_cast<uint64_t>(got);
+    for (auto& p : pieces) {
+      Op op;
+      op.path = path;
+      op.offset = p.offset;
+      if (p.hole) {
+        // A hole of a sparse file: zeroes on the secondary too, without sending them.
+        op.type = OpType::Fallocate;
+        op.flags = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
+        op.length = p.length;
+        submit(root, std::move(op));
+        continue;
+      }
+      if (p.got == 0) {
+        continue;  // beyond the end now: a live truncate said it
+      }
+      op.type = OpType::Write;
+      p.data.resize(static_cast<size_t>(p.got));
+      const uint64_t got = static_cast<uint64_t>(p.got);
+      op.data = std::move(p.data);
+      if (submit(root, std::move(op)) != 0) {
+        bytes_copied_ += got;
+      }
     }
   });
   if (!error.ok()) {
@@ -340,7 +385,7 @@ void Resyncer::finishFile(uint64_t file_id) {
     }
   });
   files_done_ += 1;
-  bytes_done_ += f.size;
+  bytes_done_ += f.progress_bytes;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     pending_files_.erase({f.root, f.path});

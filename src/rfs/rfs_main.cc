@@ -4,12 +4,15 @@
 //
 //   halo-rfs primary   -m MODULE [--full]  FUSE over every replicated directory, listens for
 //                                          the secondary and reintegrates it
-//   halo-rfs secondary -m MODULE [--full] [--compare]
+//   halo-rfs secondary -m MODULE [--full] [--compare] [--quarantine] [--since UNIX_S]
 //                                          applies what the primary sends
 //
 // --full (halo prim|second fullsync): the next reintegration sends every file whole.
 // --compare: the data generations are unrelated: every file is compared, whatever the journal
 // ($VAR/modules/MODULE/rfs.db: sync point and change log) says.
+// --quarantine: a split brain made this node secondary: what it changed alone is copied to
+// $VAR/modules/MODULE/splitbrain/<date>/ first.
+// --since UNIX_S (halo secondforce -d): only files modified since then are copied.
 //
 // The configuration is the module's active one (with the environment's macros, like the runtime
 // that started it), cluster.xml and the module key under HALO_ROOT. fd 3, when open, gets "OK\n"
@@ -56,7 +59,8 @@ constexpr Millis kLingerAfterLoss{1500};  // the runtime's long poll picks up th
 int usage() {
   fprintf(stderr,
           "usage: halo-rfs primary -m MODULE [--full]\n"
-          "       halo-rfs secondary -m MODULE [--full] [--compare]\n"
+          "       halo-rfs secondary -m MODULE [--full] [--compare] [--quarantine] "
+          "[--since UNIX_S]\n"
           "The replication process of a mirror module; its runtime starts it.\n");
   return 2;
 }
@@ -98,6 +102,7 @@ Result<ServiceOptions> loadOptions(const halo::Paths& paths, const std::string& 
   }
   o.lock_timeout = std::max(rfs.locktimeout, heartbeat_timeout + halo::Millis(2000));
   o.local_addr = addrs.local;
+  o.pair = setup.peers.local + "/" + setup.peers.peer;
   o.peer_addr = addrs.peer;
   o.port = halo::portsForModuleId(setup.module_id).rfs_tcp_first;
   o.resync.threads = static_cast<unsigned>(rfs.nbrei);
@@ -107,6 +112,8 @@ Result<ServiceOptions> loadOptions(const halo::Paths& paths, const std::string& 
   o.full = full;
   o.compare = compare;
   o.journal = paths.moduleVarDir(module) + "/rfs.db";
+  o.activity_log = paths.moduleVarDir(module) + "/rfs-al.db";
+  o.zone_size = static_cast<uint64_t>(rfs.ruzone_blocksize);
   o.random = [] {
     std::random_device rd;
     return (uint64_t{rd()} << 32) | rd();
@@ -233,6 +240,8 @@ int main(int argc, char** argv) {
   std::string module;
   bool full = false;
   bool compare = false;
+  bool quarantine = false;
+  int64_t since = 0;
   for (int i = 2; i < argc; ++i) {
     if (std::strcmp(argv[i], "-m") == 0 && i + 1 < argc) {
       module = argv[++i];
@@ -240,6 +249,10 @@ int main(int argc, char** argv) {
       full = true;
     } else if (std::strcmp(argv[i], "--compare") == 0) {
       compare = true;
+    } else if (std::strcmp(argv[i], "--quarantine") == 0) {
+      quarantine = true;
+    } else if (std::strcmp(argv[i], "--since") == 0 && i + 1 < argc) {
+      since = std::atoll(argv[++i]);
     } else {
       return usage();
     }
@@ -263,6 +276,11 @@ int main(int argc, char** argv) {
     return 1;
   }
   auto options = loadOptions(paths, module, full, compare);
+  if (options.ok()) {
+    options->quarantine = quarantine;
+    options->modified_after = since;
+    options->quarantine_dir = paths.moduleVarDir(module) + "/splitbrain";
+  }
   if (!options.ok()) {
     halo::sys::reportReadiness("ERR " + options.status().message());
     return 1;
@@ -313,6 +331,24 @@ int main(int argc, char** argv) {
     } else if (req->cmd == "status") {
       server->reply(conn, halo::proto::encodeReply(halo::proto::okReply(
                               "", primary ? primary->status() : secondary->status())));
+    } else if (req->cmd == "diff") {
+      if (!primary) {
+        server->reply(conn, halo::proto::encodeReply(halo::proto::errorReply(
+                                "rfsdiff runs on the primary (PRIM or ALONE): this node is the "
+                                "secondary")));
+        return;
+      }
+      // A metadata walk of what changed (or of everything): on its own thread.
+      verifiers.emplace_back([&, conn] {
+        const std::string encoded =
+            halo::proto::encodeReply(halo::proto::okReply("", primary->estimate()));
+        (*loop)->post([&, conn, encoded] { server->reply(conn, encoded); });
+      });
+    } else if (req->cmd == "peer_lost") {
+      if (primary) {
+        primary->peerLost();
+      }
+      server->reply(conn, halo::proto::encodeReply(halo::proto::okReply()));
     } else if (req->cmd == "unfence") {
       if (primary) {
         primary->unfence();

@@ -2,6 +2,7 @@
 
 #include <random>
 
+#include "rfs/quarantine.h"
 #include "rfs/service.h"
 #include "rfs/service_util.h"
 
@@ -9,6 +10,11 @@ namespace halo::rfs {
 
 namespace {
 constexpr Millis kRetryEvery{200};
+// The secondary writes what it applied to its disk this often (and at the end of a
+// reintegration, and when it stops): until then the primary keeps tracking those operations
+// (acknowledged from the page cache, async="second"). The kernel writes dirty pages back after
+// 30 s anyway: this adds little I/O.
+constexpr Millis kSyncEvery{10000};
 constexpr size_t kMaxHintEntries = 2000000;  // well under a frame's bound
 }  // namespace
 
@@ -25,9 +31,16 @@ SecondaryService::SecondaryService(ServiceOptions options, TimeSource& time, Eve
     : options_(std::move(options)), time_(time), events_(std::move(events)) {}
 
 SecondaryService::~SecondaryService() {
+  // A clean stop: what was applied goes to the disk, and the primary hears it before the link
+  // closes, so it need not keep tracking it.
+  syncNow();
   stopping_ = true;
+  durable_cv_.notify_all();
   if (thread_.joinable()) {
     thread_.join();
+  }
+  if (durable_thread_.joinable()) {
+    durable_thread_.join();
   }
   listener_.reset();
   receiver_.reset();
@@ -48,25 +61,22 @@ SecondaryService::~SecondaryService() {
 }
 
 Status SecondaryService::begin() {
-  if (!options_.journal.empty()) {
-    auto journal = Journal::open(options_.journal);
-    if (!journal.ok()) {
-      return journal.status().withPrefix("the replication journal");
+  {
+    // A crash of this node as secondary loses only what its disk did not have yet, which the
+    // primary still tracks (it counts acknowledgements as final once they are durable here).
+    auto state = openStartState(options_, time_);
+    if (!state.ok()) {
+      return state.status().withPrefix("the replication journal " + options_.journal);
     }
-    auto loaded = (*journal)->load();
-    if (!loaded.ok()) {
-      return loaded.status().withPrefix("the replication journal " + options_.journal);
+    if (!state->note.empty()) {
+      events_({"log", state->note, 'E'});
     }
-    base_ = loaded->base;
-    own_ = std::move(loaded->log);
-    if (!loaded->clean && base_ != 0) {
-      // What it acknowledged may not all be on its disk: only a comparison tells.
-      events_({"log",
-               "The replication process did not stop cleanly last time: every file is compared",
-               'E'});
-      base_ = 0;
+    base_ = state->base;
+    own_ = std::move(state->log);
+    journal_ = std::move(state->journal);
+    if (options_.quarantine && !own_.empty() && !state->quarantined) {
+      HALO_RETURN_IF_ERROR(quarantine());
     }
-    journal_ = std::move(*journal);
   }
   for (size_t i = 0; i < options_.dirs.size(); ++i) {
     const ReplicatedDir& d = options_.dirs[i];
@@ -116,7 +126,42 @@ Status SecondaryService::begin() {
   }
   listener_ = std::move(*listener);
   thread_ = std::thread([this] { connect(); });
+  durable_thread_ = std::thread([this] { syncPeriodically(); });
   return okStatus();
+}
+
+void SecondaryService::syncPeriodically() {
+  while (!stopping_) {
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      durable_cv_.wait_for(lock, kSyncEvery, [this] { return stopping_ || sync_soon_; });
+      sync_soon_ = false;
+    }
+    if (!stopping_) {
+      syncNow();
+    }
+  }
+}
+
+void SecondaryService::syncNow() {
+  std::lock_guard<std::mutex> lock(sync_mutex_);
+  StreamReceiver* r = live_receiver_.load();
+  if (r == nullptr) {
+    return;
+  }
+  const uint64_t applied = r->applied();
+  if (applied <= durable_) {
+    return;
+  }
+  // What was applied before the sync began is on the disk once it returns.
+  bool ok = true;
+  for (const auto& a : appliers_) {
+    ok = a->syncToDisk().ok() && ok;
+  }
+  if (ok) {
+    durable_ = applied;
+    r->markDurable(applied);
+  }
 }
 
 std::vector<int> SecondaryService::rootFds() const {
@@ -184,7 +229,9 @@ void SecondaryService::connect() {
       base_ = sync_id;
       std::lock_guard<std::mutex> lock(mutex_);
       own_.clear();
+      sync_soon_ = true;  // the primary counts from the new sync point once it is on disk
     }
+    durable_cv_.notify_all();
     {
       std::lock_guard<std::mutex> lock(mutex_);
       state_ = "synced";
@@ -223,11 +270,12 @@ void SecondaryService::connect() {
   }
   receiver_ = StreamReceiver::start(std::move(s->channels), s->first_seq, std::move(appliers),
                                     options_.link, std::move(ev));
+  live_receiver_ = receiver_.get();
   events_({"connected",
            "Connected to the primary (" + std::to_string(count) + " " + kind + " connection" +
                (count > 1 ? "s" : "") + "): reintegration",
            'I'});
-  if (base_ != 0 && !options_.full && !options_.compare) {
+  if (base_ != 0 && !options_.full && !options_.compare && options_.modified_after == 0) {
     sendSince();
     return;
   }
@@ -251,7 +299,55 @@ void SecondaryService::connect() {
       return;
     }
   }
+  if (options_.modified_after > 0) {
+    SinceInfo since;
+    since.modified_after = static_cast<uint64_t>(options_.modified_after);
+    if (!receiver_->sendFrame(FrameType::Since, encodeSince(since))) {
+      return;
+    }
+  }
   receiver_->sendFrame(FrameType::HintsDone, compare_all ? "compare" : "");
+}
+
+Status SecondaryService::quarantine() {
+  std::vector<std::string> dirs;
+  std::vector<int> roots;
+  for (const auto& d : options_.dirs) {
+    dirs.push_back(d.dir);
+    roots.push_back(::open(d.dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  }
+  auto report = quarantineChanges(own_, dirs, roots, options_.quarantine_dir, time_.systemTime());
+  for (int fd : roots) {
+    if (fd >= 0) {
+      ::close(fd);
+    }
+  }
+  if (!report.ok()) {
+    // Nothing is resynchronised over changes that could not be kept.
+    return report.status().withPrefix("keeping this node's split-brain changes");
+  }
+  std::string listed;
+  for (size_t i = 0; i < report->copied.size() && i < 20; ++i) {
+    listed += (i == 0 ? "" : ", ") + report->copied[i];
+  }
+  if (report->copied.size() > 20) {
+    listed += ", ...";
+  }
+  events_({"log",
+           "Split brain: what this node changed while isolated (" +
+               std::to_string(report->copied.size()) + " objects, " +
+               std::to_string(report->bytes) + " bytes) is kept in " + report->dir +
+               " (CHANGES.txt) before the resynchronisation from the primary" +
+               (listed.empty() ? "" : ": " + listed) +
+               (report->errors.empty()
+                    ? ""
+                    : "; " + std::to_string(report->errors.size()) + " could not be copied"),
+           'C'});
+  quarantine_dir_ = report->dir;
+  if (journal_) {
+    HALO_RETURN_IF_ERROR(journal_->markQuarantined());
+  }
+  return okStatus();
 }
 
 void SecondaryService::sendSince() {
@@ -287,6 +383,9 @@ nlohmann::json SecondaryService::status() const {
   }
   j["tolerated"] = tolerated;
   j["base"] = base_.load();
+  if (!quarantine_dir_.empty()) {
+    j["quarantine"] = quarantine_dir_;
+  }
   nlohmann::json dirs = nlohmann::json::array();
   for (const auto& d : options_.dirs) {
     dirs.push_back(d.dir);

@@ -27,6 +27,7 @@
 
 #include "base/status.h"
 #include "base/time_source.h"
+#include "rfs/activity_log.h"
 #include "rfs/applier.h"
 #include "rfs/fuse_fs.h"
 #include "rfs/hub.h"
@@ -62,11 +63,24 @@ struct ServiceOptions {
   // Secondary: the module's data generations are unrelated, so the secondary claims no sync
   // point and every file is compared (the next reintegration only).
   bool compare = false;
+  // Secondary after a split brain: what this node changed alone is copied to
+  // quarantine_dir/<date>/ before anything is resynchronised (quarantine.h).
+  bool quarantine = false;
+  std::string quarantine_dir;
+  // Secondary (halo secondforce -d): every file is compared, but only those modified since this
+  // Unix time are copied (0: none).
+  int64_t modified_after = 0;
   Millis connect_for{10000};  // how long it tries to reach the primary
-  // The node's journal (journal.h), e.g. $VAR/modules/AM/rfs.db; empty: none (every
-  // reintegration is full).
+  // The node's journal (journal.h), e.g. $VAR/modules/AM/rfs.db, and activity log
+  // (activity_log.h), e.g. $VAR/modules/AM/rfs-al.db; empty: none (every reintegration is full).
   std::string journal;
+  std::string activity_log;
+  uint64_t zone_size = 4u << 20;  // <rfs ruzone_blocksize>
+  Millis activity_grace = ActivityLog::Options().grace;
   std::function<uint64_t()> random;  // sync point ids (required with a journal)
+  // This node's and its peer's names: a sync point only holds between the same two nodes (a
+  // node paired with another, or a clone of the peer, compares every file).
+  std::string pair;
 };
 
 struct ServiceEvent {
@@ -85,8 +99,12 @@ class PrimaryService {
   // Ends the session and unmounts every directory (waiting for files still open, bounded).
   Status stop();
   void unfence();
+  // The secondary is known to be gone (its heartbeats): its session ends now, without fencing.
+  void peerLost();
   nlohmann::json status() const;
   std::vector<int> rootFds() const;
+  // rfsdiff: what a reintegration would copy if the secondary joined now (estimate.cc).
+  nlohmann::json estimate() const;
 
  private:
   PrimaryService(ServiceOptions options, TimeSource& time, EventSink events);
@@ -97,6 +115,7 @@ class PrimaryService {
   void startSession(std::vector<std::unique_ptr<Channel>> channels, bool whole_files);
   void sample();
   void flushJournal();
+  void trimActivity();
 
   ServiceOptions options_;
   TimeSource& time_;
@@ -105,6 +124,8 @@ class PrimaryService {
   std::vector<std::unique_ptr<FuseFs>> mounts_;
   std::unique_ptr<LinkListener> listener_;
   std::unique_ptr<Journal> journal_;
+  std::unique_ptr<ActivityLog> activity_;
+  bool activity_broken_ = false;
   MonotonicTime last_flush_;
   uint64_t written_base_ = 0;
   bool written_complete_ = true;
@@ -146,6 +167,9 @@ class SecondaryService {
   Status begin();
   void connect();
   void sendSince();
+  void syncPeriodically();
+  void syncNow();
+  Status quarantine();
 
   ServiceOptions options_;
   TimeSource& time_;
@@ -154,9 +178,11 @@ class SecondaryService {
   std::vector<std::string> bind_mounts_;
   std::unique_ptr<Journal> journal_;
   std::atomic<uint64_t> base_{0};  // the sync point this node's data derives from (0: none)
-  ChangeLog own_;  // what this node changed since then (it wrote as primary); mutex_
+  ChangeLog own_;               // what this node changed since then (it wrote as primary); mutex_
+  std::string quarantine_dir_;  // set before the threads start
   std::unique_ptr<LinkListener> listener_;
   std::unique_ptr<StreamReceiver> receiver_;
+  std::atomic<StreamReceiver*> live_receiver_{nullptr};  // receiver_, for the sync thread
   std::atomic<bool> stopping_{false};
 
   mutable std::mutex mutex_;
@@ -164,7 +190,12 @@ class SecondaryService {
   std::string progress_;                       // mutex_
   std::string end_reason_;                     // mutex_
   std::vector<std::thread> manifest_threads_;  // mutex_
+  std::condition_variable durable_cv_;
+  bool sync_soon_ = false;  // mutex_
+  std::mutex sync_mutex_;   // one sync at a time
+  uint64_t durable_ = 0;    // sync_mutex_
   std::thread thread_;
+  std::thread durable_thread_;
 };
 
 // rfsverify: the peer's manifests (a manifest session), compared with walks of `local_roots`

@@ -539,15 +539,18 @@ void StreamSender::readFrames() {
 void StreamSender::handleFrame(const Frame& f) {
   switch (f.type) {
     case FrameType::Ack: {
-      auto seq = decodeAck(f.payload);
-      if (!seq.ok()) {
-        declareLost(seq.status().message());
+      auto ack = decodeAck(f.payload);
+      if (!ack.ok()) {
+        declareLost(ack.status().message());
         return;
       }
       {
         std::lock_guard<std::mutex> lock(mutex_);
-        if (*seq > acked_.load()) {
-          acked_ = *seq;
+        if (ack->applied > acked_.load()) {
+          acked_ = ack->applied;
+        }
+        if (ack->durable > durable_.load()) {
+          durable_ = ack->durable;
         }
       }
       acked_cv_.notify_all();
@@ -659,6 +662,13 @@ void StreamReceiver::end(const std::string& why, bool planned) {
   if (tell && events_.ended) {
     events_.ended(why, planned);
   }
+}
+
+void StreamReceiver::markDurable(uint64_t seq) {
+  uint64_t d = durable_.load();
+  while (seq > d && !durable_.compare_exchange_weak(d, seq)) {
+  }
+  sendFrame(FrameType::Ack, encodeAck(applied_.load(), durable_.load()));
 }
 
 bool StreamReceiver::sendFrame(FrameType type, const std::string& payload) {
@@ -803,7 +813,12 @@ bool StreamReceiver::applyOne(const Op& op, bool more, int* ops_since_ack,
   } else if (op.type == OpType::ResyncProgress && events_.progress) {
     events_.progress(op.data);
   } else if (op.type == OpType::Goodbye) {
-    sendFrame(FrameType::Ack, encodeAck(op.seq));
+    // The session ends on purpose: everything it brought is made durable first.
+    for (Applier* a : appliers_) {
+      (void)a->syncToDisk();
+    }
+    durable_ = op.seq;
+    sendFrame(FrameType::Ack, encodeAck(op.seq, op.seq));
     end("the primary ended the session", true);
     return false;
   }
@@ -811,7 +826,7 @@ bool StreamReceiver::applyOne(const Op& op, bool more, int* ops_since_ack,
   *bytes_since_ack += op.data.size();
   if (!more || *ops_since_ack >= kAckEveryOps || *bytes_since_ack >= kAckEveryBytes ||
       op.type == OpType::Fsync) {
-    if (!sendFrame(FrameType::Ack, encodeAck(op.seq))) {
+    if (!sendFrame(FrameType::Ack, encodeAck(op.seq, durable_.load()))) {
       return false;
     }
     *ops_since_ack = 0;

@@ -122,6 +122,8 @@ class StreamSender {
   bool lost() const { return lost_.load(); }
   std::string lostReason() const;
   uint64_t acked() const { return acked_.load(); }
+  // Acknowledged as on the secondary's disk (its periodic syncfs).
+  uint64_t durable() const { return durable_.load(); }
   uint64_t bytesSent() const { return bytes_sent_.load(); }
 
  private:
@@ -140,6 +142,7 @@ class StreamSender {
   const std::string greeting_;
   std::atomic<bool> lost_{false};
   std::atomic<uint64_t> acked_{0};
+  std::atomic<uint64_t> durable_{0};
   std::atomic<uint64_t> bytes_sent_{0};
 
   mutable std::mutex mutex_;
@@ -179,6 +182,9 @@ class StreamReceiver {
 
   // Sends a frame to the primary on connection 0 (hints, needs). False once the session ended.
   bool sendFrame(FrameType type, const std::string& payload);
+  // Everything up to `seq` is on this node's disk (the caller synced it): the primary learns it
+  // with the next acknowledgement, sent now.
+  void markDurable(uint64_t seq);
   uint64_t applied() const { return applied_.load(); }
   uint64_t bytesReceived() const { return bytes_received_.load(); }
   std::string endReason() const;
@@ -197,6 +203,7 @@ class StreamReceiver {
   const LinkOptions options_;
   Events events_;
   std::atomic<uint64_t> applied_{0};
+  std::atomic<uint64_t> durable_{0};
   std::atomic<uint64_t> bytes_received_{0};
   std::atomic<bool> ended_{false};
 

@@ -167,17 +167,24 @@ Result<std::pair<Frame, size_t>> decodeFrame(std::string_view in) {
   return std::make_pair(std::move(f), kFrameHeaderSize + size);
 }
 
-std::string encodeAck(uint64_t seq) {
+std::string encodeAck(uint64_t applied, uint64_t durable) {
   std::string s;
-  put<uint64_t>(&s, seq);
+  put<uint64_t>(&s, applied);
+  put<uint64_t>(&s, durable);
   return s;
 }
 
-Result<uint64_t> decodeAck(std::string_view payload) {
-  if (payload.size() != 8) {
+Result<AckInfo> decodeAck(std::string_view payload) {
+  if (payload.size() != 16) {
     return invalidArgument("ack: " + std::to_string(payload.size()) + " bytes");
   }
-  return get<uint64_t>(payload.data());
+  AckInfo a;
+  a.applied = get<uint64_t>(payload.data());
+  a.durable = get<uint64_t>(payload.data() + 8);
+  if (a.durable > a.applied) {
+    return invalidArgument("ack: durable beyond applied");
+  }
+  return a;
 }
 
 std::string encodeNeed(const NeedRanges& need) {
@@ -245,6 +252,7 @@ std::string encodeSince(const SinceInfo& since) {
   std::string s;
   put<uint64_t>(&s, since.base);
   put<uint16_t>(&s, since.flags);
+  put<uint64_t>(&s, since.modified_after);
   s += since.log;
   return s;
 }
@@ -252,7 +260,7 @@ std::string encodeSince(const SinceInfo& since) {
 Result<SinceInfo> decodeSince(std::string_view payload) {
   Cursor c(payload);
   SinceInfo since;
-  if (!c.read(&since.base) || !c.read(&since.flags)) {
+  if (!c.read(&since.base) || !c.read(&since.flags) || !c.read(&since.modified_after)) {
     return invalidArgument("since: too short");
   }
   since.log.assign(c.rest());

@@ -56,7 +56,7 @@ std::string encodeAnswer(const Answer& a);
 Result<Answer> decodeAnswerHeader(std::string_view header, uint32_t* text_size);
 
 enum class FrameType : uint8_t {
-  Ack = 1,        // u64: every record up to this sequence is applied
+  Ack = 1,        // AckInfo: every record up to this sequence is applied (and durable)
   Need = 2,       // NeedRanges (applier.h)
   Hint = 3,       // u16 root, then a manifest without digests of the secondary's directory
   HintsDone = 4,  // every directory's hint was sent: the reintegration may begin
@@ -80,19 +80,27 @@ void appendFrame(FrameType type, std::string_view payload, std::string* out);
 // incomplete; InvalidArgument for an unknown type or an oversize length.
 Result<std::pair<Frame, size_t>> decodeFrame(std::string_view in);
 
-std::string encodeAck(uint64_t seq);
-Result<uint64_t> decodeAck(std::string_view payload);
+// Ack payload: u64 applied (every record up to it is applied), u64 durable (... and on the
+// secondary's disk, after its last syncfs), durable <= applied.
+struct AckInfo {
+  uint64_t applied = 0;
+  uint64_t durable = 0;
+};
+std::string encodeAck(uint64_t applied, uint64_t durable);
+Result<AckInfo> decodeAck(std::string_view payload);
 
 struct NeedRanges;
 std::string encodeNeed(const NeedRanges& need);
 Result<NeedRanges> decodeNeed(std::string_view payload);
 
-// The Since payload: u64 sync point id, u16 flags, then ChangeLog::encode() of the secondary's
-// own changes since that point (an activity log's zones, or what it wrote as primary).
-inline constexpr uint16_t kSinceCrashed = 1;  // its last replication process did not stop cleanly
+// The Since payload: u64 sync point id, u16 flags, u64 modified_after, then ChangeLog::encode()
+// of the secondary's own changes since that point (an activity log's zones, or what it wrote as
+// primary). With base 0 (hints sent, every file compared), modified_after (Unix seconds, 0:
+// none) asks that only files modified since then be copied (halo secondforce -d).
 struct SinceInfo {
   uint64_t base = 0;
   uint16_t flags = 0;
+  uint64_t modified_after = 0;
   std::string log;
   bool operator==(const SinceInfo&) const = default;
 };
