@@ -91,7 +91,9 @@ int rfsDiff(Cli& cli) {
     std::snprintf(base, sizeof base, "%" PRIx64, d.value("base", uint64_t{0}));
     std::cout << cli.module << ": a secondary joining now gets the changes since sync point "
               << base << ": " << d.value("paths", uint64_t{0}) << " paths recorded ("
-              << d.value("directories", uint64_t{0}) << " directories listed)\n";
+              << d.value("directories", uint64_t{0})
+              << (d.value("directories", uint64_t{0}) == 1 ? " directory" : " directories")
+              << " to list again)\n";
   } else {
     std::cout << cli.module << ": a secondary joining now is compared file by file ("
               << d.value("why", "") << ")\n";

@@ -42,6 +42,12 @@ Result<MirrorPeers> findMirrorPeers(const config::ClusterConfig& cluster,
                                     const config::ModuleConfig& module);
 
 // Everything the runtime needs to build a MirrorEngine and its MirrorIo.
+// Left while the replicated directories are written without interception (the primary's
+// replication process died): its next start knows its change log missed writes.
+inline std::string untrackedMarker(const Paths& paths, const std::string& module) {
+  return paths.moduleVarDir(module) + "/rfs-untracked";
+}
+
 struct MirrorSetup {
   config::ClusterConfig cluster;
   MirrorPeers peers;

@@ -266,6 +266,8 @@ void MirrorIo::rfsEnded(const std::string& role, const std::string& how) {
           ": the replicated directories are no longer replicated (ALONE, degraded); open files "
           "in them were cut. Run halo stop then halo start on this node to replicate again");
   (void)resources_.set("rfs.degraded", ResourceState::Up, kComponent, loop_.time().systemTime());
+  // From now on the application writes the plain directories: nothing tracks those changes.
+  (void)sys::writeFileAtomic(untrackedMarker(paths_, module_), "1\n");
   fence_pending_ = false;
   feed(engine_.machine().replicationLost());
 }

@@ -89,8 +89,9 @@ nlohmann::json PrimaryService::estimate() const {
   }
   j["files"] = t.files;
   j["bytes"] = t.bytes;
+  // The last reintegration's rate, when it moved enough to say something.
   std::lock_guard<std::mutex> lock(mutex_);
-  j["rate_bytes_s"] = last_progress_.rate;
+  j["rate_bytes_s"] = last_progress_.bytes_done >= (64u << 20) ? last_progress_.rate : 0.0;
   return j;
 }
 

@@ -108,7 +108,10 @@ JournalDelta Hub::journalDelta() {
     settle(session_->durable());
   }
   JournalDelta d;
-  d.base = base_;
+  // While the marker is out, its sync point already: a node that has it must find it here
+  // after a crash (the rows still describe everything since the old one: a superset). If the
+  // marker never arrives, the old one is written back (keepUnacknowledged).
+  d.base = marker_seq_ != 0 ? next_base_ : base_;
   // Once written: every operation so far is in it, but those still awaiting the secondary's
   // disk (and all of them while a marker is out: its log is not the one written).
   if (marker_seq_ == 0) {
@@ -119,7 +122,7 @@ JournalDelta Hub::journalDelta() {
   auto touched = log_.takeTouched();
   if (journal_rewrite_) {
     journal_rewrite_ = false;
-    JournalDelta full = rewriteOf(marker_seq_ != 0 ? resync_log_ : log_, base_);
+    JournalDelta full = rewriteOf(marker_seq_ != 0 ? resync_log_ : log_, d.base);
     full.complete = d.complete;
     full.upto = d.upto;
     return full;

@@ -118,6 +118,9 @@ Status Journal::write(const JournalDelta& delta) {
                                .run());
       put.reset();
     }
+    if (before_commit_) {
+      before_commit_();
+    }
     return okStatus();
   });
 }

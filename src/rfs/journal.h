@@ -16,6 +16,7 @@
 // Thread-safety: all methods may be called from any thread (one mutex).
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -70,6 +71,9 @@ class Journal {
   // The log's objects are copied aside: not again until the next sync point (resetTo).
   Status markQuarantined();
   Status setPair(uint64_t pair);
+  // A fault point for crash tests: called inside every write's transaction, before its commit
+  // (it may kill the process there).
+  void setBeforeCommit(std::function<void()> hook) { before_commit_ = std::move(hook); }
   const std::string& path() const { return path_; }
 
  private:
@@ -78,6 +82,7 @@ class Journal {
 
   std::mutex mutex_;
   Database db_;  // guarded by mutex_
+  std::function<void()> before_commit_;
   const std::string path_;
 };
 

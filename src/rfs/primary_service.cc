@@ -429,6 +429,7 @@ void PrimaryService::startSession(std::vector<std::unique_ptr<Channel>> channels
         }
       }
       if (ok) {
+        flushJournal();  // the new sync point, at once (a crash now must not lose it)
         events_({"synced", "Reintegration ended (synchronize): " + detail, 'I'});
       } else {
         // The secondary sees its link end and asks again (its module runtime decides when).

@@ -24,9 +24,11 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <random>
 #include <string>
@@ -113,6 +115,7 @@ Result<ServiceOptions> loadOptions(const halo::Paths& paths, const std::string& 
   o.compare = compare;
   o.journal = paths.moduleVarDir(module) + "/rfs.db";
   o.activity_log = paths.moduleVarDir(module) + "/rfs-al.db";
+  o.untracked_marker = halo::module::untrackedMarker(paths, module);
   o.zone_size = static_cast<uint64_t>(rfs.ruzone_blocksize);
   o.random = [] {
     std::random_device rd;
@@ -130,6 +133,29 @@ Result<ServiceOptions> loadOptions(const halo::Paths& paths, const std::string& 
     o.link.tls = std::move(*tls);
   }
   return o;
+}
+
+// A fault point for crash tests ($VAR/modules/MODULE/rfs-fault holding "journal-commit N"):
+// inside its Nth journal write, before the commit, the process writes rfs-fault-hit beside it
+// and stops there for good, so that a test can crash the whole node at that very point. Absent
+// file: no fault.
+std::function<void()> journalFault(const halo::Paths& paths, const std::string& module) {
+  const std::string dir = paths.moduleVarDir(module);
+  auto text = halo::sys::readFile(dir + "/rfs-fault");
+  int n = 0;
+  if (!text.ok() || std::sscanf(text->c_str(), "journal-commit %d", &n) != 1 || n <= 0) {
+    return nullptr;
+  }
+  auto left = std::make_shared<std::atomic<int>>(n);
+  return [left, dir] {
+    if (--*left != 0) {
+      return;
+    }
+    (void)halo::sys::writeFileAtomic(dir + "/rfs-fault-hit", "journal-commit\n");
+    while (true) {
+      ::pause();  // until the test kills the node
+    }
+  };
 }
 
 // The events the runtime has not collected yet, and the control socket's long polls.
@@ -277,6 +303,7 @@ int main(int argc, char** argv) {
   }
   auto options = loadOptions(paths, module, full, compare);
   if (options.ok()) {
+    options->journal_fault = journalFault(paths, module);
     options->quarantine = quarantine;
     options->modified_after = since;
     options->quarantine_dir = paths.moduleVarDir(module) + "/splitbrain";

@@ -81,6 +81,12 @@ struct ServiceOptions {
   // This node's and its peer's names: a sync point only holds between the same two nodes (a
   // node paired with another, or a clone of the peer, compares every file).
   std::string pair;
+  // A file the module runtime leaves when the directories were written without interception
+  // (the primary's replication process died: ALONE, degraded): the change log missed those
+  // writes, so the next reintegration compares every file.
+  std::string untracked_marker;
+  // Crash tests: called before each journal commit (Journal::setBeforeCommit).
+  std::function<void()> journal_fault;
 };
 
 struct ServiceEvent {

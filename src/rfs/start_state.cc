@@ -1,6 +1,8 @@
 // openStartState (service_util.h): the journal and the activity log at a replication process's
 // start, in either role.
 
+#include <unistd.h>
+
 #include <chrono>
 
 #include "rfs/digest.h"
@@ -14,6 +16,7 @@ Result<StartState> openStartState(const ServiceOptions& options, TimeSource& tim
     return state;
   }
   HALO_ASSIGN_OR_RETURN(state.journal, Journal::open(options.journal));
+  state.journal->setBeforeCommit(options.journal_fault);
   HALO_ASSIGN_OR_RETURN(Journal::Loaded loaded, state.journal->load());
   state.base = loaded.base;
   state.log = std::move(loaded.log);
@@ -72,6 +75,14 @@ Result<StartState> openStartState(const ServiceOptions& options, TimeSource& tim
     }
     // In the journal before the activity log starts afresh.
     HALO_RETURN_IF_ERROR(state.journal->write(rewriteOf(state.log, state.base)));
+  }
+  if (!options.untracked_marker.empty() && ::access(options.untracked_marker.c_str(), F_OK) == 0) {
+    state.log.markIncomplete();
+    state.note =
+        "The replicated directories were written without interception (the replication "
+        "process had died): the next reintegration compares every file";
+    HALO_RETURN_IF_ERROR(state.journal->write(rewriteOf(state.log, state.base)));
+    ::unlink(options.untracked_marker.c_str());
   }
   (void)state.log.takeTouched();
   HALO_RETURN_IF_ERROR(state.activity->reset());

@@ -52,6 +52,11 @@ TEST_F(ResyncFixture, AfterACleanStopOfTheSecondaryOnlyTheChangesAreCopied) {
   waitState(*n1_, "ALONE");
   const uint64_t rewritten = rewriteBlocks(*n1_, "big", kRewrites, 1);
   ASSERT_EQ(onNode(*n1_, "echo new > " + data(*n1_) + "/new").exit_code, 0);
+  // rfsdiff on the primary: what the secondary will get.
+  auto diff = n1_->halo({"rfsdiff", "-m", kModule});
+  EXPECT_EQ(diff.exit_code, 0) << diff.output;
+  EXPECT_THAT(diff.output, HasSubstr("gets the changes since sync point"));
+  EXPECT_THAT(diff.output, HasSubstr("at most 2 files, 640.0 KiB"));  // big's blocks, new
   startSecond(*n2_);
   waitState(*n1_, "PRIM");
   expectChangesOnly(*n1_, rewritten * 12 / 10 + kSmallExtra);
@@ -138,6 +143,80 @@ TEST_F(ResyncFixture, ACrashDuringAFastReintegrationIsFollowedByAFastOne) {
   waitState(*n1_, "PRIM");
   expectChangesOnly(*n1_, rewritten * 12 / 10 + kSmallExtra);
   expectIdentical(*n2_);
+}
+
+// The primary's node crashes in the middle of a journal commit (a fault point stops its
+// replication process there, then the whole node loses power): the journal keeps its previous
+// state, the activity log covers the rest, and the reintegration stays fast.
+TEST_F(ResyncFixture, ACrashDuringAJournalCommitLosesNothing) {
+  startPairWithData();
+  stopModule(*n2_);
+  waitState(*n1_, "ALONE");
+  // A replication process that carries the fault point: the primary restarts with it.
+  std::ofstream(n1_->varDir(kModule) + "/rfs-fault") << "journal-commit 1\n";
+  stopModule(*n1_);
+  ASSERT_EQ(n1_->halo({"prim", "-m", kModule}).exit_code, 0);
+  waitState(*n1_, "ALONE");
+  // 100 blocks in the first 4 MiB zone of the big file, and a new file.
+  auto r = onNode(*n1_, "python3 -c \"import os, random\nr = random.Random(8)\nf = os.open('" +
+                            data(*n1_) +
+                            "/big', os.O_WRONLY)\nfor b in r.sample(range(1024), 100):\n    "
+                            "os.pwrite(f, os.urandom(4096), b * 4096)\nos.fsync(f)\n\"; echo x > " +
+                            data(*n1_) + "/late && sync -f " + data(*n1_));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string hit = n1_->varDir(kModule) + "/rfs-fault-hit";
+  ASSERT_TRUE(eventually([&] { return std::filesystem::exists(hit); }, std::chrono::seconds(30)));
+  crash(*n1_);
+  std::filesystem::remove(n1_->varDir(kModule) + "/rfs-fault");
+  powerOn(*n1_);
+  ASSERT_EQ(n1_->halo({"prim", "-m", kModule}).exit_code, 0);
+  waitState(*n1_, "ALONE");
+  EXPECT_TRUE(logHas(*n1_, "its activity log names"));
+  startSecond(*n2_);
+  waitState(*n1_, "PRIM");
+  // The zone of the rewritten blocks (4 MiB) and the small files.
+  expectChangesOnly(*n1_, (4u << 20) + kSmallExtra);
+  expectIdentical(*n2_);
+  EXPECT_EQ(n2_->readFile(data(*n2_) + "/late"), "x\n");
+}
+
+// secondforce -d: the secondary copies only what the primary modified since the date; what it
+// holds of older files is taken as identical (here even a copy changed behind Halo's back).
+TEST_F(ResyncFixture, SecondforceCopiesOnlyWhatWasModifiedSinceTheDate) {
+  startPairWithData();
+  ASSERT_EQ(onNode(*n1_, "echo same > " + data(*n1_) + "/keep && sync -f " + data(*n1_)).exit_code,
+            0);
+  stopModule(*n2_);
+  waitState(*n1_, "ALONE");
+  ASSERT_EQ(onNode(*n2_, "echo mine > " + data(*n2_) + "/keep").exit_code, 0);
+  // The date: a second after everything above, before what follows.
+  const auto start = std::chrono::system_clock::now();
+  ASSERT_TRUE(eventually(
+      [&] { return std::chrono::system_clock::now() - start > std::chrono::milliseconds(1100); },
+      std::chrono::seconds(5)));
+  const std::time_t t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char date[32];
+  std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  ASSERT_TRUE(eventually(
+      [&] { return std::chrono::system_clock::to_time_t(std::chrono::system_clock::now()) > t; },
+      std::chrono::seconds(5)));
+  rewriteBlocks(*n1_, "big", kRewrites, 7);
+  ASSERT_EQ(onNode(*n1_, "echo new > " + data(*n1_) + "/new").exit_code, 0);
+  auto r = n2_->halo({"secondforce", "-d", date, "-m", kModule});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  waitState(*n2_, "SECOND", 120);
+  waitState(*n1_, "PRIM");
+  EXPECT_TRUE(logHas(*n1_, "secondforce: only the files modified since"));
+  EXPECT_EQ(n2_->readFile(data(*n2_) + "/new"), "new\n");
+  EXPECT_EQ(n2_->readFile(data(*n2_) + "/keep"), "mine\n");  // taken as identical: not copied
+  r = onNode(*n2_, "cmp " + data(*n2_) + "/big " + n1_->root() + "/var/lib/halo-web/big");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  // A date it cannot read is refused with what it expects.
+  r = n2_->halo({"secondforce", "-d", "yesterday", "-m", kModule});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.output, HasSubstr("expected YYYY-MM-DD"));
 }
 
 // A split brain without a witness: both nodes write alone. On reconnection the former primary
