@@ -1,7 +1,9 @@
 // halo-rfs-fastbench: one run of the fast-reintegration benchmark (bench/rfs/fastresync.sh; see
 // README.md there): after a clean stop of the secondary and a rewrite of --percent of the tree's
 // bytes in random 4 KiB blocks, Halo's reintegration of that change vs
-// `rsync -a --inplace --no-whole-file` of the same change, in the same process and run.
+// `rsync -a --inplace --no-whole-file` of the same change, in the same process and run; with
+// --primary-crash, after a simulated crash of the primary too (its change log rebuilt from its
+// activity log).
 //
 // --dir D holds the tree in D/primary (built by `halo-rfs-bench --mode make-tree --dir D`, which
 // leaves D/tree.done). The run leaves the tree changed; everything else it makes it removes:
@@ -14,6 +16,9 @@
 //      lost it is unfenced, as the module runtime does when the peer is known to be outdated;
 //   5. the change: distinct 4 KiB blocks drawn uniformly among all blocks of all regular files
 //      (splitmix64 from --seed), rewritten with pseudo-random bytes through the mount D/primary;
+//   5b. --primary-crash: the primary stopped, its journal made to look as if the process had been
+//      killed before writing any change (unclean, no change rows), as fast_resync_test.cc does;
+//      then started again on the same directory, journal and activity log (D/primary-al.db);
 //   6. timed, in the order --first says: rsync from D/primary-real/ into D/rsync-dst/ (to its
 //      exit), and Halo: the SecondaryService started again until both services report synced;
 //   7. untimed: the services stopped, D/secondary and D/rsync-dst compared with D/primary.
@@ -56,6 +61,7 @@
 #include "bench_util.h"
 #include "rfs/service.h"
 #include "rfs/tree_diff.h"
+#include "sys/sqlite.h"
 
 namespace halo::rfs::bench {
 namespace {
@@ -73,7 +79,8 @@ struct Config {
   unsigned timeout_s = 900;
   int port = 5630;  // private network namespace: no clash with the machine
   std::string rsync = "rsync";
-  unsigned pause_s = 0;  // before Halo's timed part: time to attach a profiler
+  unsigned pause_s = 0;        // before Halo's timed part: time to attach a profiler
+  bool primary_crash = false;  // simulate the primary's crash after the change (5b)
 };
 
 void result(const std::string& label, const char* metric, double value) {
@@ -196,6 +203,38 @@ std::set<uint64_t> drawDistinct(uint64_t n, uint64_t k, uint64_t seed) {
   return out;
 }
 
+// What the primary's activity log holds (read while no service has it open).
+struct ActivitySeen {
+  uint64_t zones_named = 0;  // Zone entries among `zones`
+  uint64_t others = 0;       // entries of other kinds
+  int64_t epochs = 0;
+  int64_t oldest_start_us = 0;
+};
+Status readActivityLog(const std::string& path,
+                       const std::set<std::pair<std::string, uint64_t>>& zones, ActivitySeen* out) {
+  HALO_ASSIGN_OR_RETURN(Database db, Database::open(path));
+  HALO_ASSIGN_OR_RETURN(
+      Statement st, db.prepare("SELECT DISTINCT kind, path, zone FROM al_entries WHERE root = 0"));
+  while (true) {
+    HALO_ASSIGN_OR_RETURN(bool row, st.step());
+    if (!row) {
+      break;
+    }
+    if (st.columnInt(0) != static_cast<int64_t>(ActivityLog::Kind::Zone)) {
+      ++out->others;
+    } else if (zones.count({st.columnText(1), static_cast<uint64_t>(st.columnInt(2))}) != 0) {
+      ++out->zones_named;
+    }
+  }
+  HALO_ASSIGN_OR_RETURN(Statement ep, db.prepare("SELECT count(*), min(start_us) FROM al_epochs"));
+  HALO_ASSIGN_OR_RETURN(bool row, ep.step());
+  if (row) {
+    out->epochs = ep.columnInt(0);
+    out->oldest_start_us = ep.columnInt(1);
+  }
+  return okStatus();
+}
+
 class FastBench {
  public:
   FastBench(const Config& c, TimeSource& time)
@@ -210,8 +249,8 @@ class FastBench {
   ~FastBench() { cleanup(); }
 
   int run() {
-    const bool ok =
-        prepare() && firstReintegration() && stopSecondary() && rewrite() && timed() && verify();
+    const bool ok = prepare() && firstReintegration() && stopSecondary() && rewrite() &&
+                    (!c_.primary_crash || crashPrimary()) && timed() && verify();
     cleanup();
     return ok ? 0 : 1;
   }
@@ -300,15 +339,22 @@ class FastBench {
     return true;
   }
 
-  // ---- 3: the first reintegration (from a cp -a copy: every file compared), untimed ----
-  bool firstReintegration() {
+  bool startPrimary(const std::string& label) {
     auto p =
         PrimaryService::start(options(primary_, "127.0.0.1", "127.0.0.2", c_.dir + "/primary.db"),
                               time_, events_.sink("primary"));
     if (!p.ok()) {
-      return error("first", "primary: " + p.status().message());
+      return error(label, "primary: " + p.status().message());
     }
     primary_service_ = std::move(*p);
+    return true;
+  }
+
+  // ---- 3: the first reintegration (from a cp -a copy: every file compared), untimed ----
+  bool firstReintegration() {
+    if (!startPrimary("first")) {
+      return false;
+    }
     const MonotonicTime start = time_.monotonicTime();
     events_.restart(start);
     if (!startSecondary()) {
@@ -344,7 +390,7 @@ class FastBench {
     const uint64_t want =
         static_cast<uint64_t>(static_cast<double>(tree_bytes_) * c_.percent / 100.0 / kBlock + 0.5);
     const uint64_t k = std::min(want, tree_blocks_);
-    Change change;
+    Change& change = change_;
     for (const uint64_t b : drawDistinct(tree_blocks_, k, c_.seed)) {
       // The file holding global block b: the last whose first block is <= b.
       auto it = std::upper_bound(files_.begin(), files_.end(), b,
@@ -405,6 +451,80 @@ class FastBench {
     result("change", "log_dirty_bytes", static_cast<double>(u64(changes, "dirty_bytes")));
     note("change", "seed=" + std::to_string(c_.seed) +
                        " log_complete=" + (changes.value("complete", false) ? "yes" : "no"));
+    return true;
+  }
+
+  // ---- 5b (--primary-crash): the primary crashes before its journal got any of the change ----
+  // As fast_resync_test.cc simulates it: a clean stop, then its journal made unclean and empty
+  // of changes, then a new PrimaryService on the same directory, journal and activity log, which
+  // rebuilds the change log from the activity log's entries.
+  bool crashPrimary() {
+    const MonotonicTime start = time_.monotonicTime();
+    if (Status s = primary_service_->stop(); !s.ok()) {
+      return error("crash", "stopping the primary: " + s.message());
+    }
+    primary_service_.reset();
+    // The zones the rewrite touched (ServiceOptions' zone size), and whether the activity log
+    // still names each: the simulation deletes every change row, which a real crash can do only
+    // while the epoch that admitted the change is live (else the journal has it).
+    const uint64_t zone = ServiceOptions().zone_size;
+    std::set<std::pair<std::string, uint64_t>> zones;
+    uint64_t zone_bytes = 0;
+    for (const auto& [i, blocks] : change_.blocks) {
+      for (const uint64_t b : blocks) {
+        const uint64_t z = b * kBlock / zone;
+        if (zones.insert({files_[i].path, z}).second) {
+          zone_bytes += std::min(zone, files_[i].size - z * zone);
+        }
+      }
+    }
+    ActivitySeen al;
+    if (Status s = readActivityLog(c_.dir + "/primary-al.db", zones, &al); !s.ok()) {
+      return error("crash", "reading the activity log: " + s.message());
+    }
+    const int64_t now_us =
+        std::chrono::duration_cast<std::chrono::microseconds>(time_.systemTime().time_since_epoch())
+            .count();
+    result("crash", "zones", static_cast<double>(zones.size()));
+    result("crash", "zone_bytes", static_cast<double>(zone_bytes));
+    result("crash", "bound_bytes", static_cast<double>(change_.count * kBlock + zone_bytes));
+    result("crash", "al_zones_named", static_cast<double>(al.zones_named));
+    result("crash", "al_other_entries", static_cast<double>(al.others));
+    result("crash", "al_epochs", static_cast<double>(al.epochs));
+    result("crash", "al_epoch_age_s", static_cast<double>(now_us - al.oldest_start_us) / 1e6);
+    if (al.zones_named != zones.size()) {
+      return error("crash", "the activity log names " + std::to_string(al.zones_named) +
+                                " of the " + std::to_string(zones.size()) +
+                                " zones rewritten (an epoch ended: the journal had the rest, so "
+                                "deleting its rows is no crash's doing)");
+    }
+    {
+      auto db = Database::open(c_.dir + "/primary.db");
+      Status s = db.ok() ? db->exec(
+                               "DELETE FROM rfs_changes; "
+                               "UPDATE rfs_state SET value = 0 WHERE key = 'clean'")
+                         : db.status();
+      if (!s.ok() || db->changes() != 1) {
+        return error("crash",
+                     "rewriting the journal: " + (s.ok() ? "no 'clean' row" : s.message()));
+      }
+    }
+    events_.restart(time_.monotonicTime());
+    if (!startPrimary("crash")) {
+      return false;
+    }
+    const std::string names = events_.find("its activity log names");
+    note("crash", "event=\"" + names + "\"");
+    if (names.empty()) {
+      events_.dump("crash");
+      return error("crash", "the restarted primary did not recover from its activity log");
+    }
+    const size_t at = names.find("names ") + 6;
+    result("crash", "al_places", std::stod(names.substr(at, names.find(' ', at) - at)));
+    const auto changes = primary_service_->status()["changes"];
+    result("crash", "log_paths", static_cast<double>(u64(changes, "paths")));
+    result("crash", "log_dirty_bytes", static_cast<double>(u64(changes, "dirty_bytes")));
+    result("crash", "restart_s", since(start));
     return true;
   }
 
@@ -692,6 +812,7 @@ class FastBench {
   std::mutex random_mu_;
   std::mt19937_64 random_{std::random_device{}()};
   std::vector<FileInfo> files_;  // regular files, sorted by path
+  Change change_;                // the rewrite (5)
   uint64_t tree_bytes_ = 0;
   uint64_t tree_blocks_ = 0;
   int64_t newest_mtime_ = 0;  // of the tree's entries, seconds
@@ -726,6 +847,9 @@ int main(int argc, char** argv) {
   app.add_option("--pause-before-halo-s", c.pause_s,
                  "sleep this long (after a note) before Halo's timed part: to attach a profiler")
       ->capture_default_str();
+  app.add_flag("--primary-crash", c.primary_crash,
+               "after the change, simulate the primary's crash (journal unclean, without the "
+               "change) and restart it: the change log comes from its activity log");
   CLI11_PARSE(app, argc, argv);
   if (c.percent <= 0 || c.percent > 100 || c.timeout_s == 0) {
     std::fprintf(stderr, "--percent must be in (0, 100], --timeout-s positive\n");

@@ -4,14 +4,17 @@
 # `rsync -a --inplace --no-whole-file` of the same change, in the same run; then a table and the
 # issue's targets (Halo >= 10x faster; bytes copied <= 1.2x the rewritten bytes).  See README.md.
 #
-#   bench/rfs/fastresync.sh [--runs N] [--percent P] [--seed S] [--drop-caches]
+#   bench/rfs/fastresync.sh [--runs N] [--percent P] [--seed S] [--drop-caches] [--primary-crash]
 #                           [--tree-files N] [--tree-file-mib N] [--tree-source DIR] [--keep-tmp]
 #
 # --runs N (default 3): each run copies the tree twice (the secondary's and rsync's old state),
 # lets Halo's first reintegration finish, stops the secondary, rewrites --percent (1) of the
 # bytes (blocks drawn from seed S + run - 1), then times both; they alternate which goes first.
 # Caches are warm by default (what each copy reads is read once just before it); --drop-caches
-# makes both cold (sync, then drop_caches=3 before each: machine-wide).  Needs root.
+# makes both cold (sync, then drop_caches=3 before each: machine-wide).  --primary-crash: after
+# the rewrite the primary "crashes" (its journal left unclean, without the change) and restarts,
+# so Halo's change log comes from its activity log; target: bytes copied <= the rewritten
+# blocks plus the activity log's 4 MiB zones.  Needs root.
 # HALO_BIN (default <repo>/build/bin) holds halo-rfs-bench (the tree) and halo-rfs-fastbench;
 # HALO_BENCH_TMP (default /var/tmp) is where the temp dir goes (about three times the tree).
 set -euo pipefail
@@ -23,6 +26,7 @@ runs=3
 percent=1
 seed=20261206
 drop=()
+crash=()
 tree_files=16
 tree_file_mib=128
 tree_source=/usr/include
@@ -33,11 +37,12 @@ while (($#)); do
 	--percent) percent=$2; shift 2 ;;
 	--seed) seed=$2; shift 2 ;;
 	--drop-caches) drop=(--drop-caches); shift ;;
+	--primary-crash) crash=(--primary-crash); shift ;;
 	--tree-files) tree_files=$2; shift 2 ;;
 	--tree-file-mib) tree_file_mib=$2; shift 2 ;;
 	--tree-source) tree_source=$2; shift 2 ;;
 	--keep-tmp) keep_tmp=1; shift ;;
-	-h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+	-h|--help) sed -n '2,19p' "$0"; exit 0 ;;
 	*) echo "unknown argument: $1" >&2; exit 2 ;;
 	esac
 done
@@ -78,6 +83,11 @@ if ((${#drop[@]})); then
 else
 	echo "caches: warm (what each copy reads is read once just before it; nothing dropped)"
 fi
+if ((${#crash[@]})); then
+	echo "primary: crash simulated after the rewrite (journal unclean, no change rows; restarted on its activity log)"
+else
+	echo "primary: runs throughout (only the secondary stops, cleanly)"
+fi
 echo "rsync: $(rsync --version | head -1)"
 echo "halo-rfs-fastbench: $bindir/halo-rfs-fastbench ($(stat -c '%s bytes, %y' "$bindir/halo-rfs-fastbench"))"
 
@@ -96,7 +106,7 @@ for run in $(seq "$runs"); do
 	echo "=== run $run of $runs (load average $(cut -d" " -f1-3 /proc/loadavg)), $first first, seed $((seed + run - 1))"
 	rc=0
 	out=$("$bindir/halo-rfs-fastbench" --dir "$tmp" --percent "$percent" --seed $((seed + run - 1)) \
-		--first "$first" "${drop[@]}" 2>&1) || rc=$?
+		--first "$first" "${drop[@]}" "${crash[@]}" 2>&1) || rc=$?
 	echo "$out" | sed 's/^/   /'
 	echo "$out" | grep -E '^(result|note) ' | sed "s/\$/ run=$run/" >>"$results" || true
 	echo "note label=run first=$first run=$run" >>"$results"

@@ -12,6 +12,8 @@ std::string trim(std::string_view s);
 std::vector<std::string> splitTrimmed(std::string_view s, std::string_view seps);
 std::string join(const std::vector<std::string>& parts, std::string_view sep);
 std::string toLower(std::string_view s);
+// "512 B", "1.5 KiB", "3.2 GiB": sizes for people (binary units, one decimal).
+std::string humanBytes(double bytes);
 // A module name is a C identifier of at most 32 characters: it names files, sockets and
 // environment values, so nothing that a shell or a path would interpret is allowed.
 bool isValidModuleName(std::string_view name);

@@ -7,6 +7,7 @@
 #include <ctime>
 #include <iostream>
 
+#include "base/strings.h"
 #include "cli/commands.h"
 #include "sys/files.h"
 #include "sys/unix_socket.h"
@@ -27,18 +28,6 @@ Result<proto::Reply> askReplication(Cli& cli, const std::string& cmd) {
                               "the module is PRIM, ALONE or SECOND and replicates directories)");
   }
   return proto::decodeReply(*line);
-}
-
-std::string humanBytes(double bytes) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  int u = 0;
-  while (bytes >= 1024 && u < 4) {
-    bytes /= 1024;
-    ++u;
-  }
-  char buf[32];
-  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", bytes, units[u]);
-  return buf;
 }
 
 // "YYYY-MM-DD[Z]", "YYYY-MM-DD hh:mm:ss[Z]", "YYYY-MM-DDThh:mm:ss[Z]": local time unless Z.

@@ -246,20 +246,15 @@ void ActivityLog::safeUpTo(uint64_t seq) {
       return;
     }
     const int64_t id = static_cast<int64_t>(old.id);
-    busy_ = true;
-    lock.unlock();
-    Status s = db_.transaction([&]() -> Status {
-      HALO_ASSIGN_OR_RETURN(Statement del, db_.prepare("DELETE FROM al_entries WHERE epoch = ?"));
-      HALO_RETURN_IF_ERROR(del.bindInt(1, id).run());
-      HALO_ASSIGN_OR_RETURN(Statement ep, db_.prepare("DELETE FROM al_epochs WHERE id = ?"));
-      return ep.bindInt(1, id).run();
+    Status s = writeExclusive(lock, [&]() -> Status {
+      return db_.transaction([&]() -> Status {
+        HALO_ASSIGN_OR_RETURN(Statement del, db_.prepare("DELETE FROM al_entries WHERE epoch = ?"));
+        HALO_RETURN_IF_ERROR(del.bindInt(1, id).run());
+        HALO_ASSIGN_OR_RETURN(Statement ep, db_.prepare("DELETE FROM al_epochs WHERE id = ?"));
+        return ep.bindInt(1, id).run();
+      });
     });
-    lock.lock();
-    busy_ = false;
-    cv_.notify_all();
     if (!s.ok()) {
-      broken_ = true;
-      error_ = s;
       return;
     }
     epochs_.pop_front();
@@ -280,19 +275,12 @@ void ActivityLog::noteClock() {
       if (busy_ || broken_) {
         return;  // the next call sees the same step (the reference does not move)
       }
-      busy_ = true;
-      lock.unlock();
-      Status s = [&]() -> Status {
+      Status s = writeExclusive(lock, [&]() -> Status {
         HALO_ASSIGN_OR_RETURN(Statement st,
                               db_.prepare("UPDATE al_epochs SET start_us = start_us - ?"));
         return st.bindInt(1, step).run();
-      }();
-      lock.lock();
-      busy_ = false;
-      cv_.notify_all();
+      });
       if (!s.ok()) {
-        broken_ = true;
-        error_ = s;
         return;
       }
       for (auto& e : epochs_) {
@@ -307,31 +295,32 @@ void ActivityLog::noteClock() {
   const int64_t age_us =
       std::chrono::duration_cast<std::chrono::microseconds>(options_.epoch_age).count();
   if (!busy_ && !broken_ && epochs_.size() == 1 && wall - epochs_.back().start_us >= age_us) {
-    busy_ = true;
-    Status s = startEpochLocked(lock, epochs_.back().id + 1, wall);
-    busy_ = false;
-    cv_.notify_all();
-    if (!s.ok()) {
-      broken_ = true;
-      error_ = s;
+    const uint64_t id = epochs_.back().id + 1;
+    Status s = writeExclusive(lock, [&]() -> Status {
+      HALO_ASSIGN_OR_RETURN(Statement e,
+                            db_.prepare("INSERT INTO al_epochs(id, start_us) VALUES(?, ?)"));
+      return e.bindInt(1, static_cast<int64_t>(id)).bindInt(2, wall).run();
+    });
+    if (s.ok()) {
+      Epoch e;
+      e.id = id;
+      e.start_us = wall;
+      epochs_.push_back(std::move(e));
     }
   }
 }
 
-Status ActivityLog::startEpochLocked(std::unique_lock<std::mutex>& lock, uint64_t id,
-                                     int64_t start_us) {
+Status ActivityLog::writeExclusive(std::unique_lock<std::mutex>& lock,
+                                   const std::function<Status()>& body) {
+  busy_ = true;
   lock.unlock();
-  Status s = [&]() -> Status {
-    HALO_ASSIGN_OR_RETURN(Statement e,
-                          db_.prepare("INSERT INTO al_epochs(id, start_us) VALUES(?, ?)"));
-    return e.bindInt(1, static_cast<int64_t>(id)).bindInt(2, start_us).run();
-  }();
+  Status s = body();
   lock.lock();
-  if (s.ok()) {
-    Epoch e;
-    e.id = id;
-    e.start_us = start_us;
-    epochs_.push_back(std::move(e));
+  busy_ = false;
+  cv_.notify_all();
+  if (!s.ok()) {
+    broken_ = true;
+    error_ = s;
   }
   return s;
 }
@@ -387,7 +376,8 @@ void recoverActivity(const ActivityLog::Recovered& recovered, const std::vector<
     const PathFilter& replicated = k.root < filters.size() ? filters[k.root] : PathFilter();
     switch (k.kind) {
       case ActivityLog::Kind::Zone:
-        log->addRange(k.root, k.path, k.zone * recovered.zone_size, recovered.zone_size);
+        // Written, or about to be: compared, so that only what really differs is copied.
+        log->addCheck(k.root, k.path, k.zone * recovered.zone_size, recovered.zone_size);
         break;
       case ActivityLog::Kind::Meta:
         log->addMeta(k.root, k.path);

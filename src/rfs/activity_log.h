@@ -33,6 +33,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -138,8 +139,9 @@ class ActivityLog {
   ActivityLog(Database db, Options options, TimeSource& time)
       : db_(std::move(db)), options_(options), time_(time) {}
   Status load();
-  // Under mutex_ (held by `lock`, released meanwhile) with busy_ taken: starts epoch `id`.
-  Status startEpochLocked(std::unique_lock<std::mutex>& lock, uint64_t id, int64_t start_us);
+  // Under mutex_ (held by `lock`, not busy_): takes busy_, runs `body` on the database with
+  // the lock released, then gives busy_ back; a failure breaks the log for good.
+  Status writeExclusive(std::unique_lock<std::mutex>& lock, const std::function<Status()>& body);
   void released(uint64_t epoch, uint64_t seq);
   Epoch* epochLocked(uint64_t id);
   int64_t nowUs() const;

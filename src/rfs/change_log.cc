@@ -171,8 +171,21 @@ void ChangeLog::addRange(uint16_t root, const std::string& path, uint64_t offset
     return;
   }
   auto& pc = roots_[root].paths[path];
-  const bool was_new = pc.ranges.empty() && !pc.meta;
+  const bool was_new = pc.ranges.empty() && pc.check.empty() && !pc.meta;
   addAligned(&pc.ranges, offset, length);
+  touch(root, path);
+  if (was_new && ++count_ > kMaxPaths) {
+    complete_ = false;
+  }
+}
+
+void ChangeLog::addCheck(uint16_t root, const std::string& path, uint64_t offset, uint64_t length) {
+  if (length == 0 || underFresh(root, path)) {
+    return;
+  }
+  auto& pc = roots_[root].paths[path];
+  const bool was_new = pc.ranges.empty() && pc.check.empty() && !pc.meta;
+  addAligned(&pc.check, offset, length);
   touch(root, path);
   if (was_new && ++count_ > kMaxPaths) {
     complete_ = false;
@@ -184,7 +197,7 @@ void ChangeLog::addMeta(uint16_t root, const std::string& path) {
     return;
   }
   auto& pc = roots_[root].paths[path];
-  if (pc.ranges.empty() && !pc.meta && ++count_ > kMaxPaths) {
+  if (pc.ranges.empty() && pc.check.empty() && !pc.meta && ++count_ > kMaxPaths) {
     complete_ = false;
   }
   pc.meta = true;
@@ -203,24 +216,23 @@ void ChangeLog::addDir(uint16_t root, const std::string& path) {
   }
 }
 
-void ChangeLog::addFresh(uint16_t root, const std::string& path) {
+void ChangeLog::addEntire(uint16_t root, const std::string& path,
+                          std::set<std::string> RootChanges::*kind) {
   if (underFresh(root, path)) {
     return;
   }
   removeAt(root, path);
-  roots_[root].fresh.insert(path);
+  (roots_[root].*kind).insert(path);
   touch(root, path);
   recount();
 }
 
+void ChangeLog::addFresh(uint16_t root, const std::string& path) {
+  addEntire(root, path, &RootChanges::fresh);
+}
+
 void ChangeLog::addUncertain(uint16_t root, const std::string& path) {
-  if (underFresh(root, path)) {
-    return;
-  }
-  removeAt(root, path);
-  roots_[root].uncertain.insert(path);
-  touch(root, path);
-  recount();
+  addEntire(root, path, &RootChanges::uncertain);
 }
 
 void ChangeLog::record(const Op& op) {
@@ -293,6 +305,9 @@ void ChangeLog::merge(const ChangeLog& other) {
       for (const auto& [start, end] : pc.ranges) {
         addRange(root, path, start, end - start);
       }
+      for (const auto& [start, end] : pc.check) {
+        addCheck(root, path, start, end - start);
+      }
       if (pc.meta) {
         addMeta(root, path);
       }
@@ -318,6 +333,18 @@ void ChangeLog::clear() {
   roots_.clear();
   count_ = 0;
   complete_ = true;
+}
+
+uint64_t ChangeLog::checkBytes() const {
+  uint64_t total = 0;
+  for (const auto& [root, r] : roots_) {
+    for (const auto& [path, pc] : r.paths) {
+      for (const auto& [start, end] : pc.check) {
+        total += end - start;
+      }
+    }
+  }
+  return total;
 }
 
 uint64_t ChangeLog::dirtyBytes() const {
@@ -379,6 +406,14 @@ std::pair<int, std::string> ChangeLog::row(uint16_t root, const std::string& pat
       flags |= kData;
       ranges = encodeRanges(p->second.ranges);
     }
+    if (!p->second.check.empty()) {
+      flags |= kCheck;
+      std::string both;
+      if (flags & kData) {
+        codec::putBytes(ranges, &both);
+      }
+      ranges = both + encodeRanges(p->second.check);
+    }
   }
   return {flags, ranges};
 }
@@ -388,7 +423,7 @@ Status ChangeLog::addRow(uint16_t root, const std::string& path, int flags,
   if (!validRelativePath(path, true)) {
     return invalidArgument("change log: invalid path \"" + path + "\"");
   }
-  if (flags <= 0 || flags > (kDir | kFresh | kMeta | kData | kUncertain)) {
+  if (flags <= 0 || flags > (kDir | kFresh | kMeta | kData | kUncertain | kCheck)) {
     return invalidArgument("change log: invalid flags for \"" + path + "\"");
   }
   if (flags & kFresh) {
@@ -403,13 +438,31 @@ Status ChangeLog::addRow(uint16_t root, const std::string& path, int flags,
   if (flags & kMeta) {
     addMeta(root, path);
   }
+  std::string_view data = ranges;
+  std::string_view check;
+  if (flags & kCheck) {
+    codec::Reader r(ranges);
+    if ((flags & kData) && !r.lengthPrefixed(&data)) {
+      return invalidArgument("change log: truncated ranges for \"" + path + "\"");
+    }
+    if (!(flags & kData)) {
+      data = {};
+    }
+    check = ranges.substr(r.pos());
+  }
   if (flags & kData) {
-    HALO_ASSIGN_OR_RETURN(auto decoded, decodeRanges(ranges));
+    HALO_ASSIGN_OR_RETURN(auto decoded, decodeRanges(data));
     for (const auto& [start, end] : decoded) {
       addRange(root, path, start, end - start);
     }
-  } else if (!ranges.empty()) {
+  } else if (!data.empty()) {
     return invalidArgument("change log: ranges without the data flag for \"" + path + "\"");
+  }
+  if (flags & kCheck) {
+    HALO_ASSIGN_OR_RETURN(auto decoded, decodeRanges(check));
+    for (const auto& [start, end] : decoded) {
+      addCheck(root, path, start, end - start);
+    }
   }
   return okStatus();
 }

@@ -10,8 +10,9 @@
 //
 // Per replicated directory (root):
 //   paths  - existing objects changed in place: data as 4 KiB-aligned byte ranges (sparse: a
-//            mostly clean file costs a few entries) and/or metadata (mode, owner, times,
-//            xattrs, size);
+//            mostly clean file costs a few entries), ranges that may differ (what a crash
+//            left: compared, then only the differing blocks copied) and/or metadata (mode,
+//            owner, times, xattrs, size);
 //   dirs   - directories whose entries changed (created, removed, renamed in or out);
 //   fresh  - objects created or moved in: described entirely (a file sent whole, a directory
 //            walked whole), whatever is recorded below them is redundant;
@@ -44,6 +45,7 @@ class ChangeLog {
 
   struct PathChange {
     std::map<uint64_t, uint64_t> ranges;  // start -> end, kBlock-aligned, disjoint, not adjacent
+    std::map<uint64_t, uint64_t> check;   // the same, to compare before copying
     bool meta = false;
     bool operator==(const PathChange&) const = default;
   };
@@ -60,10 +62,13 @@ class ChangeLog {
   static constexpr int kMeta = 4;
   static constexpr int kData = 8;
   static constexpr int kUncertain = 16;
+  static constexpr int kCheck = 32;
 
   void record(const Op& op);
   // A zone whose writes may not have reached the peer (activity log): its bytes count as dirty.
   void addRange(uint16_t root, const std::string& path, uint64_t offset, uint64_t length);
+  // Bytes that may differ from the peer (activity log zones): compared, not sent blindly.
+  void addCheck(uint16_t root, const std::string& path, uint64_t offset, uint64_t length);
   void addDir(uint16_t root, const std::string& path);
   void addFresh(uint16_t root, const std::string& path);
   void addUncertain(uint16_t root, const std::string& path);
@@ -79,13 +84,16 @@ class ChangeLog {
   const std::map<uint16_t, RootChanges>& roots() const { return roots_; }
   // Bytes the recorded ranges cover (fresh objects not counted: their size is on disk).
   uint64_t dirtyBytes() const;
+  // Bytes the check ranges cover (compared; copied only where they differ).
+  uint64_t checkBytes() const;
   size_t paths() const { return count_; }
 
   // Every recorded (root, path), in order.
   std::vector<std::pair<uint16_t, std::string>> keys() const;
   // Which (root, path) keys changed since the last takeTouched(): the journal writes only those.
   std::set<std::pair<uint16_t, std::string>> takeTouched();
-  // The stored form of one key: flags (kDir | kFresh | kMeta | kData) and encoded ranges; flags
+  // The stored form of one key: flags (kDir | kFresh | kMeta | kData | kUncertain | kCheck) and
+  // encoded ranges (with kCheck: the data ranges length-prefixed, then the check ranges); flags
   // 0 when nothing is recorded for it any more (the journal deletes its row).
   std::pair<int, std::string> row(uint16_t root, const std::string& path) const;
   // Restores one stored row (validated: untrusted when it comes from the peer).
@@ -105,6 +113,8 @@ class ChangeLog {
   // recording: it is described entirely).
   bool underFresh(uint16_t root, const std::string& path) const;
   void touchParent(uint16_t root, const std::string& path);
+  // Records `path` to be described entirely (fresh or uncertain), forgetting what was below.
+  void addEntire(uint16_t root, const std::string& path, std::set<std::string> RootChanges::*kind);
   void removeAt(uint16_t root, const std::string& path);  // path and everything below it
   void touch(uint16_t root, const std::string& path);
   void recount();

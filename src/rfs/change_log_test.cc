@@ -146,6 +146,27 @@ TEST(ChangeLogTest, TouchedKeysAndRowsRebuildTheLog) {
   EXPECT_EQ(log.row(0, "f").first, 0);  // deleted from the journal
 }
 
+TEST(ChangeLogTest, CheckRangesAreKeptApartFromChangedOnes) {
+  ChangeLog log;
+  log.addCheck(0, "db", 0, 4 << 20);
+  log.record(write("db", 8192, 100));
+  const auto& pc = log.roots().at(0).paths.at("db");
+  EXPECT_EQ(pc.check, (Ranges{{0, 4 << 20}}));
+  EXPECT_EQ(pc.ranges, (Ranges{{8192, 12288}}));
+  EXPECT_EQ(log.checkBytes(), 4u << 20);
+  EXPECT_EQ(log.dirtyBytes(), 4096u);
+  auto [flags, ranges] = log.row(0, "db");
+  ChangeLog copy;
+  ASSERT_TRUE(copy.addRow(0, "db", flags, ranges).ok());
+  EXPECT_EQ(copy, log);
+  ChangeLog only_check;
+  only_check.addCheck(0, "x", 4096, 1);
+  auto [f2, r2] = only_check.row(0, "x");
+  ChangeLog copy2;
+  ASSERT_TRUE(copy2.addRow(0, "x", f2, r2).ok());
+  EXPECT_EQ(copy2, only_check);
+}
+
 TEST(ChangeLogTest, EncodeDecodeRoundTrip) {
   ChangeLog log;
   std::mt19937_64 rng(7);
@@ -160,6 +181,7 @@ TEST(ChangeLogTest, EncodeDecodeRoundTrip) {
         break;
       case 2:
         log.record(op(OpType::SetAttr, path));
+        log.addCheck(0, path, rng() % (1 << 30), 1 + rng() % (1 << 22));
         break;
       default:
         log.record(write(path, rng() % (1 << 30), 1 + rng() % (1 << 20)));

@@ -125,11 +125,12 @@ TEST_F(FastResyncTest, AfterACrashThePrimarysActivityLogTellsWhatChanged) {
   EXPECT_TRUE(primary_events_.seen("its activity log names")) << primary_events_.all();
   rejoin();
   EXPECT_TRUE(primary_events_.seen("changes only")) << primary_events_.all();
-  // What was born since the activity log's epoch began is compared (the new small files).
-  EXPECT_LT(hashed(), 64u * 1024);
-  // Each rewritten block's zone at most (the big file has 16), plus the small files.
+  // The zones it names (the big file's 16) and what was born since its epoch began (the new
+  // small files) are compared: only what differs is copied.
+  EXPECT_LE(hashed(), (uint64_t{kBigMiB} << 20) + (64u << 10));
   EXPECT_GE(copied(), uint64_t{kRewrites} * 4096);
-  EXPECT_LE(copied(), (uint64_t{kBigMiB} << 20) + (1u << 20)) << primary_service_->status().dump();
+  EXPECT_LE(copied(), uint64_t{kRewrites} * 4096 + (64u << 10))
+      << primary_service_->status().dump();
   expectIdenticalTrees();
 }
 
@@ -204,9 +205,7 @@ TEST_F(FastResyncTest, AnInterruptedFastReintegrationIsResumedFast) {
   }
   EXPECT_FALSE(primary_events_.seen("synced")) << primary_events_.all();
   secondary_service_.reset();
-  ASSERT_TRUE(primary_events_.waitFor("log: Reintegration failed") ||
-              primary_events_.waitFor("lost"))
-      << primary_events_.all();
+  ASSERT_TRUE(primary_events_.waitFor("lost")) << primary_events_.all();
   ASSERT_EQ(sh("echo more >> '" + primary_ + "/small3'"), 0);
   rejoin();
   EXPECT_TRUE(primary_events_.seen("changes only")) << primary_events_.all();

@@ -12,6 +12,7 @@
 #include <cinttypes>
 #include <cstdio>
 
+#include "base/strings.h"
 #include "rfs/digest.h"
 #include "rfs/op_stat.h"
 #include "rfs/resync_util.h"
@@ -28,8 +29,9 @@ std::string ResyncProgress::describe() const {
   std::string eta =
       eta_seconds < 0 ? "?" : std::to_string(static_cast<int64_t>(eta_seconds)) + " s";
   std::snprintf(buf, sizeof buf, "%" PRIu64 "/%" PRIu64 " files, %s/%s, %s/s, ETA %s", files_done,
-                files_total, human(static_cast<double>(bytes_done)).c_str(),
-                human(static_cast<double>(bytes_total)).c_str(), human(rate).c_str(), eta.c_str());
+                files_total, humanBytes(static_cast<double>(bytes_done)).c_str(),
+                humanBytes(static_cast<double>(bytes_total)).c_str(), humanBytes(rate).c_str(),
+                eta.c_str());
   return buf;
 }
 

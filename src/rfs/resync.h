@@ -148,8 +148,10 @@ class Resyncer {
   Status runPlan();
   void countPlan();
   Status planMissing();  // entries the secondary said it lacks, described entirely
+  // A file changed in place: `ranges` copied, `check` compared (4 KiB digests) first.
   void syncChanged(uint16_t root, const std::string& path,
-                   const std::map<uint64_t, uint64_t>& ranges);
+                   const std::map<uint64_t, uint64_t>& ranges,
+                   const std::map<uint64_t, uint64_t>& check);
   void planItemDone(uint16_t root, const std::string& path);
   bool pendingAtOrAboveLocked(uint16_t root, const std::string& path) const;
   bool pendingBelowLocked(uint16_t root, const std::string& path) const;

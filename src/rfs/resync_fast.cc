@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 
+#include "rfs/digest.h"
 #include "rfs/resync.h"
 #include "rfs/resync_util.h"
 
@@ -74,7 +75,7 @@ void Resyncer::countPlan() {
     }
     const int root_fd = roots_[root].fs->rootFd();
     for (const auto& [path, pc] : r.paths) {
-      if (!pc.ranges.empty()) {
+      if (!pc.ranges.empty() || !pc.check.empty()) {
         ++files_total_;
       }
       for (const auto& [start, end] : pc.ranges) {
@@ -133,14 +134,17 @@ Status Resyncer::runPlan() {
     } else if (S_ISREG(st.st_mode)) {
       auto pc = r.paths.find(path);
       std::map<uint64_t, uint64_t> ranges;
+      std::map<uint64_t, uint64_t> check;
       if (pc != r.paths.end()) {
         ranges = pc->second.ranges;
+        check = pc->second.check;
       }
       {
         std::unique_lock<std::mutex> lock(mutex_);
         idle_cv_.wait(lock, [this] { return stop_ || tasks_.size() < kMaxQueuedFiles; });
         pending_files_.insert({root, path});
-        tasks_.push_back([this, root, path, ranges] { syncChanged(root, path, ranges); });
+        tasks_.push_back(
+            [this, root, path, ranges, check] { syncChanged(root, path, ranges, check); });
       }
       work_cv_.notify_one();
     } else {
@@ -178,13 +182,77 @@ Status Resyncer::planMissing() {
   return okStatus();
 }
 
+namespace {
+
+// The parts of `check` not in `copied`, clipped to `size`.
+std::vector<std::pair<uint64_t, uint64_t>> toCompare(const std::map<uint64_t, uint64_t>& check,
+                                                     const std::map<uint64_t, uint64_t>& copied,
+                                                     uint64_t size) {
+  std::vector<std::pair<uint64_t, uint64_t>> out;
+  for (const auto& [first, last] : check) {
+    uint64_t start = first;
+    const uint64_t end = std::min(last, size);
+    auto it = copied.upper_bound(start);
+    if (it != copied.begin() && std::prev(it)->second > start) {
+      start = std::prev(it)->second;  // inside a copied range: from its end
+    }
+    while (start < end) {
+      const uint64_t stop = it == copied.end() ? end : std::min(end, it->first);
+      if (stop > start) {
+        out.emplace_back(start, stop);
+      }
+      if (it == copied.end()) {
+        break;
+      }
+      start = std::max(start, it->second);
+      ++it;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
 void Resyncer::syncChanged(uint16_t root, const std::string& path,
-                           const std::map<uint64_t, uint64_t>& ranges) {
+                           const std::map<uint64_t, uint64_t>& ranges,
+                           const std::map<uint64_t, uint64_t>& check) {
   if (stop_) {
     return;
   }
   FuseFs& fs = *roots_[root].fs;
   const int root_fd = fs.rootFd();
+  constexpr uint64_t kBlock = ChangeLog::kBlock;
+  // What may differ is hashed first, outside the lock: kept only for the same inode (a block
+  // written meanwhile can only look different, never hide a difference: resync.h).
+  struct Compared {
+    uint64_t offset;
+    std::vector<BlockDigest> digests;
+  };
+  std::vector<Compared> compared;
+  struct stat hashed {};
+  if (!check.empty()) {
+    auto fd = openForReading(root_fd, path);
+    if (fd.ok() && ::fstat(fd->get(), &hashed) == 0 && S_ISREG(hashed.st_mode)) {
+      std::string buf(kBlock, '\0');
+      const BlockDigest zero = blockDigest(std::string(kBlock, '\0').data(), kBlock);
+      for (auto [start, end] : toCompare(check, ranges, static_cast<uint64_t>(hashed.st_size))) {
+        Compared c{start, {}};
+        for (uint64_t at = start; at < end && !stop_; at += kBlock) {
+          if (isHole(fd->get(), at, kBlock, hashed)) {
+            c.digests.push_back(zero);
+            continue;
+          }
+          const ssize_t n = readFully(fd->get(), buf.data(), buf.size(), at);
+          if (n < 0) {
+            break;
+          }
+          c.digests.push_back(blockDigest(buf.data(), static_cast<size_t>(n)));
+          bytes_hashed_ += static_cast<uint64_t>(n);
+        }
+        compared.push_back(std::move(c));
+      }
+    }
+  }
   bool registered = false;
   uint64_t id = 0;
   bool linked = false;
@@ -199,28 +267,49 @@ void Resyncer::syncChanged(uint16_t root, const std::string& path,
       return;
     }
     const XattrList x = readXattrs(root_fd, path);
-    Op op;
-    op.type = OpType::SyncFile;
-    op.path = path;
-    op.mode = st.st_mode;
-    op.uid = st.st_uid;
-    op.gid = st.st_gid;
-    op.length = static_cast<uint64_t>(st.st_size);
-    op.flags = kSyncRanges | (x.empty() ? kSyncNoXattrs : 0);
-    const uint64_t seq = submit(root, std::move(op));
+    std::vector<uint64_t> seqs;  // the records the secondary answers
+    const uint64_t seq =
+        submit(root, syncFileOp(path, st, kSyncRanges | (x.empty() ? kSyncNoXattrs : 0)));
     if (seq == 0) {
       return;
     }
+    seqs.push_back(seq);
     submitXattrs(root, path, x);
-    std::vector<std::pair<uint64_t, uint64_t>> copies;
-    uint64_t changed = 0;
     const uint64_t size = static_cast<uint64_t>(st.st_size);
+    std::vector<std::pair<uint64_t, uint64_t>> copies;
     for (const auto& [start, end] : ranges) {
       copies.emplace_back(start, end - start);
-      changed += start < size ? std::min(end, size) - start : 0;
+    }
+    const bool valid = st.st_dev == hashed.st_dev && st.st_ino == hashed.st_ino;
+    if (!valid) {
+      // Replaced since it was hashed: what may differ is copied.
+      for (const auto& [start, end] : check) {
+        copies.emplace_back(start, end - start);
+      }
+      compared.clear();
+    }
+    for (const auto& c : compared) {
+      for (size_t i = 0; i < c.digests.size(); i += kDigestsPerRecord) {
+        Op v;
+        v.type = OpType::VerifyBlocks;
+        v.path = path;
+        v.offset = c.offset + i * kBlock;
+        v.length = kBlock;
+        const size_t n = std::min(kDigestsPerRecord, c.digests.size() - i);
+        v.data.assign(reinterpret_cast<const char*>(c.digests[i].data()), n * sizeof(BlockDigest));
+        const uint64_t s = submit(root, std::move(v));
+        if (s == 0) {
+          return;
+        }
+        seqs.push_back(s);
+      }
+    }
+    uint64_t changed = 0;
+    for (const auto& [offset, length] : copies) {
+      changed += offset < size ? std::min(offset + length, size) - offset : 0;
     }
     std::lock_guard<std::mutex> lock(mutex_);
-    id = registerFileLocked(root, path, size, changed, {seq}, copies);
+    id = registerFileLocked(root, path, size, changed, seqs, copies);
     registered = true;
   });
   work_cv_.notify_all();

@@ -85,15 +85,9 @@ void Resyncer::syncFile(uint16_t root, const std::string& path, bool hard_linked
     const uint64_t compared_end =
         std::min<uint64_t>(static_cast<uint64_t>(st.st_size), digests.size() * block);
     const XattrList x = readXattrs(root_fd, path);
-    Op op;
-    op.type = OpType::SyncFile;
-    op.path = path;
-    op.mode = st.st_mode;
-    op.uid = st.st_uid;
-    op.gid = st.st_gid;
-    op.length = static_cast<uint64_t>(st.st_size);
-    op.flags = (valid ? 0 : kSyncWholeFile) | (hard_linked ? kSyncHardLinked : 0) |
-               (x.empty() ? kSyncNoXattrs : 0);
+    Op op = syncFileOp(path, st,
+                       (valid ? 0 : kSyncWholeFile) | (hard_linked ? kSyncHardLinked : 0) |
+                           (x.empty() ? kSyncNoXattrs : 0));
     std::vector<uint64_t> seqs;  // the records the secondary answers
     uint64_t seq = submit(root, std::move(op));
     if (seq == 0) {

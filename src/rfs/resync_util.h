@@ -32,16 +32,17 @@ inline std::string childOf(const std::string& dir, const std::string& name) {
   return dir.empty() ? name : dir + "/" + name;
 }
 
-inline std::string human(double bytes) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  int u = 0;
-  while (bytes >= 1024 && u < 4) {
-    bytes /= 1024;
-    ++u;
-  }
-  char buf[32];
-  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", bytes, units[u]);
-  return buf;
+// The SyncFile record describing regular file `path` as `st` says (flags: kSync*).
+inline Op syncFileOp(const std::string& path, const struct stat& st, int32_t flags) {
+  Op op;
+  op.type = OpType::SyncFile;
+  op.path = path;
+  op.mode = st.st_mode;
+  op.uid = st.st_uid;
+  op.gid = st.st_gid;
+  op.length = static_cast<uint64_t>(st.st_size);
+  op.flags = flags;
+  return op;
 }
 
 // Every extended attribute of a path beneath `root_fd` (not following a final symlink).
