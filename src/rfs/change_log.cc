@@ -112,7 +112,11 @@ Result<std::map<uint64_t, uint64_t>> decodeRanges(std::string_view bytes) {
   return out;
 }
 
-void ChangeLog::touch(uint16_t root, const std::string& path) { touched_.insert({root, path}); }
+void ChangeLog::touch(uint16_t root, const std::string& path) {
+  if (track_touched_) {
+    touched_.insert({root, path});
+  }
+}
 
 bool ChangeLog::underFresh(uint16_t root, const std::string& path) const {
   auto r = roots_.find(root);

@@ -88,6 +88,12 @@ class ChangeLog {
   uint64_t checkBytes() const;
   size_t paths() const { return count_; }
 
+  // A log that never reaches a journal (the hub's not-yet-durable operations) does not keep
+  // which keys changed.
+  void trackTouched(bool on) {
+    track_touched_ = on;
+    touched_.clear();
+  }
   // Every recorded (root, path), in order.
   std::vector<std::pair<uint16_t, std::string>> keys() const;
   // Which (root, path) keys changed since the last takeTouched(): the journal writes only those.
@@ -123,6 +129,7 @@ class ChangeLog {
   std::set<std::pair<uint16_t, std::string>> touched_;
   size_t count_ = 0;
   bool complete_ = true;
+  bool track_touched_ = true;
 };
 
 // The 4 KiB-aligned ranges, encoded (varint start, length pairs) and decoded.

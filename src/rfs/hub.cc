@@ -65,6 +65,7 @@ void Hub::settle(uint64_t durable) {
   } else if (durable >= older_last_) {
     older_ = std::move(recent_);
     recent_ = ChangeLog();
+    recent_.trackTouched(false);
     older_last_ = recent_last_;
   }
   durable_ = std::max(durable_, durable);

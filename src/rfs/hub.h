@@ -124,6 +124,11 @@ class Hub {
 
  private:
   class RootSink;
+  static ChangeLog untracked() {
+    ChangeLog log;
+    log.trackTouched(false);
+    return log;
+  }
   // Under mutex_: an operation of the application, into the log or the unacknowledged list.
   void track(const Op& op);
   // Under mutex_: the session's durable acknowledgements settle the list and a pending sync
@@ -152,8 +157,8 @@ class Hub {
   uint64_t base_ = 0;                        // the sync point log_ counts from; mutex_
   // A synced session's operations not yet on the secondary's disk, in two generations: up to
   // older_last_ (older_) and up to recent_last_ (recent_). mutex_
-  ChangeLog older_;
-  ChangeLog recent_;
+  ChangeLog older_ = untracked();
+  ChangeLog recent_ = untracked();
   uint64_t older_last_ = 0;
   uint64_t recent_last_ = 0;
   uint64_t durable_ = 0;          // the session's durable acknowledgement, as last seen; mutex_
