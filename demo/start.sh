@@ -78,6 +78,7 @@ Halo demo running: mirror module "web", n1 PRIM and n2 SECOND, virtual IP $VIP
 Watch a failover (in a second terminal: demo/watch.sh prints who answers every 100 ms):
   demo/poweroff.sh n1                       # n1 "loses power": every process killed, link down
   demo/halo n2 state -m web                 # ALONE (Ready) about half a second later
+  demo/halo n2 rfsdiff -m web               # what n1 will get back: only the changes
   demo/poweron.sh n1                        # n1 boots again, reintegrates, joins as SECOND
   demo/halo n1 rfsverify -m web             # both copies of the served directory compared
   demo/halo n2 swap -m web                  # planned switch back: n1 PRIM, n2 SECOND
