@@ -104,6 +104,7 @@ class AckSink : public OpSink {
  public:
   uint64_t submit(Op /*op*/) override { return ++seq_; }
   void waitAcked(uint64_t /*seq*/) override {}
+  void changesUntrackable() override {}  // nothing is tracked here
 
  private:
   std::atomic<uint64_t> seq_{0};

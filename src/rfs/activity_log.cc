@@ -12,6 +12,24 @@ namespace halo::rfs {
 
 namespace {
 
+// An empty file (an inode, no data block: likely to work on a full file system), synced with
+// its directory entry. Best effort: if it fails, nothing more can be done here.
+void createDurably(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return;
+  }
+  ::fsync(fd);
+  ::close(fd);
+  const auto slash = path.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash + 1);
+  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+}
+
 constexpr int kSchemaVersion = 1;
 constexpr const char* kSchema =
     "CREATE TABLE IF NOT EXISTS al_epochs(id INTEGER PRIMARY KEY, start_us INTEGER NOT NULL);"
@@ -97,9 +115,12 @@ Status ActivityLog::load() {
     const int64_t kind = st.columnInt(0);
     const int64_t root = st.columnInt(1);
     std::string path = st.columnText(2);
-    if (kind < 1 || kind > 5 || root < 0 || root > UINT16_MAX || st.columnInt(3) < 0 ||
-        !validRelativePath(path, true)) {
-      continue;  // not ours to make sense of; the journal's own checks still apply
+    if (kind < 1 || kind > static_cast<int64_t>(Kind::Tail) || root < 0 || root > UINT16_MAX ||
+        st.columnInt(3) < 0 || !validRelativePath(path, true)) {
+      // Not ours to make sense of (damage, another version): what it named is unknown, so
+      // only a full reintegration is safe.
+      recovered_.keys.push_back({Kind::Linked, 0, "", 0});
+      continue;
     }
     recovered_.keys.push_back({static_cast<Kind>(kind), static_cast<uint16_t>(root),
                                std::move(path), static_cast<uint64_t>(st.columnInt(3))});
@@ -212,8 +233,7 @@ Status ActivityLog::activate(const Need& need) {
     lock.lock();
     busy_ = false;
     if (!s.ok()) {
-      broken_ = true;
-      error_ = s;
+      markBroken(s);
     } else {
       if (roll) {
         Epoch e;
@@ -319,8 +339,7 @@ Status ActivityLog::writeExclusive(std::unique_lock<std::mutex>& lock,
   busy_ = false;
   cv_.notify_all();
   if (!s.ok()) {
-    broken_ = true;
-    error_ = s;
+    markBroken(s);
   }
   return s;
 }
@@ -328,6 +347,15 @@ Status ActivityLog::writeExclusive(std::unique_lock<std::mutex>& lock,
 uint64_t ActivityLog::currentEpoch() const {
   std::lock_guard<std::mutex> lock(mutex_);
   return epochs_.empty() ? 0 : epochs_.back().id;
+}
+
+void ActivityLog::markBroken(const Status& s) {
+  if (!broken_ && !options_.broken_marker.empty()) {
+    // Small and once: under the lock, so that no admission goes on before it is on disk.
+    createDurably(options_.broken_marker);
+  }
+  broken_ = true;
+  error_ = s;
 }
 
 bool ActivityLog::broken() const {
@@ -381,6 +409,11 @@ void recoverActivity(const ActivityLog::Recovered& recovered, const std::vector<
         break;
       case ActivityLog::Kind::Meta:
         log->addMeta(k.root, k.path);
+        break;
+      case ActivityLog::Kind::Tail:
+        log->addMeta(k.root, k.path);
+        log->addCheck(k.root, k.path, k.zone * recovered.zone_size,
+                      ChangeLog::kEnd - std::min(ChangeLog::kEnd, k.zone * recovered.zone_size));
         break;
       case ActivityLog::Kind::Moved:
         log->addUncertain(k.root, k.path);

@@ -51,12 +51,13 @@ namespace halo::rfs {
 
 class ActivityLog {
  public:
-  enum class Kind : uint8_t { Zone = 1, Meta = 2, Dir = 3, Moved = 4, Linked = 5 };
+  // Tail: every byte from zone `zone` on may change (a truncate, a range collapsed or inserted).
+  enum class Kind : uint8_t { Zone = 1, Meta = 2, Dir = 3, Moved = 4, Linked = 5, Tail = 6 };
   struct Key {
     Kind kind = Kind::Zone;
     uint16_t root = 0;
     std::string path;
-    uint64_t zone = 0;  // Zone only
+    uint64_t zone = 0;  // Zone and Tail only
     auto operator<=>(const Key&) const = default;
   };
   // What one operation needs before it is applied: `born` (an epoch) when the object it changes
@@ -72,6 +73,9 @@ class ActivityLog {
     // Birth times this much before an epoch's start count as after it: the kernel stamps
     // inodes from a coarse clock that lags the one read for the start.
     Millis grace{1000};
+    // Created (and synced) before anything goes on untracked once the log cannot be written:
+    // whatever happens next, the next start knows the change log is incomplete.
+    std::string broken_marker;
   };
 
   // Pins an epoch while the operation it admitted is applied and submitted; released on
@@ -161,6 +165,7 @@ class ActivityLog {
   uint64_t done_batch_ = 0;   // the last batch written (or failed); mutex_
   bool busy_ = false;         // a thread is writing the database; mutex_
   bool broken_ = false;       // mutex_
+  void markBroken(const Status& s);  // under mutex_
   Status error_;              // mutex_
 };
 

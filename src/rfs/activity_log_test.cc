@@ -9,6 +9,7 @@
 #include <fstream>
 #include <thread>
 
+#include "sys/sqlite.h"
 #include "sys/test_temp_dir.h"
 
 namespace halo::rfs {
@@ -156,8 +157,8 @@ TEST_F(ActivityLogTest, RecoveryFindsWhatWasBornInActiveDirectories) {
   r.zone_size = 1 << 20;
   r.oldest_start_us = later;
   r.last_commit_us = later;
-  r.keys = {
-      {Kind::Dir, 0, "d", 0}, zone("big", 2), {Kind::Meta, 0, "m", 0}, {Kind::Moved, 0, "over", 0}};
+  r.keys = {{Kind::Dir, 0, "d", 0},    zone("big", 2),           {Kind::Meta, 0, "m", 0},
+            {Kind::Moved, 0, "over", 0}, {Kind::Tail, 0, "cut", 3}};
   const int fd = ::open(root.c_str(), O_PATH | O_DIRECTORY);
   ASSERT_GE(fd, 0);
   ChangeLog log;
@@ -168,6 +169,9 @@ TEST_F(ActivityLogTest, RecoveryFindsWhatWasBornInActiveDirectories) {
   EXPECT_EQ(c.paths.at("big").check, (std::map<uint64_t, uint64_t>{{2 << 20, 3 << 20}}));
   EXPECT_TRUE(c.paths.at("big").ranges.empty());
   EXPECT_TRUE(c.paths.at("m").meta);
+  // A size changed: from its zone on, compared (to the end, whatever the size then).
+  EXPECT_EQ(c.paths.at("cut").check, (std::map<uint64_t, uint64_t>{{3 << 20, ChangeLog::kEnd}}));
+  EXPECT_TRUE(c.paths.at("cut").meta);
   EXPECT_TRUE(log.complete());
 
   // A clock that went back since the last commit: every entry counts as born.
@@ -180,6 +184,42 @@ TEST_F(ActivityLogTest, RecoveryFindsWhatWasBornInActiveDirectories) {
   recoverActivity(r, {fd}, {nullptr}, later, Millis(0), &linked);
   EXPECT_FALSE(linked.complete());
   ::close(fd);
+}
+
+// An entry this version cannot read (damage, another version) says something changed, not
+// what: only a full reintegration is safe.
+TEST_F(ActivityLogTest, AnUnknownEntryMeansTheLogIsIncomplete) {
+  {
+    auto log = open();
+    ASSERT_TRUE(log->reset().ok());
+    ASSERT_TRUE(log->activate(needOf({zone("db", 1)})).ok());
+  }
+  {
+    auto db = Database::open(dir_.path() + "/al.db");
+    ASSERT_TRUE(db.ok());
+    ASSERT_TRUE(db->exec("UPDATE al_entries SET kind = 99").ok());
+  }
+  auto log = open();
+  ChangeLog changes;
+  recoverActivity(log->recovered(), {AT_FDCWD}, {nullptr}, 0, Millis(0), &changes);
+  EXPECT_FALSE(changes.complete());
+}
+
+// Once it cannot be written, a marker says so before anything goes on untracked.
+TEST_F(ActivityLogTest, ABrokenLogLeavesItsMarker) {
+  ActivityLog::Options o;
+  o.broken_marker = dir_.path() + "/untracked";
+  auto log = ActivityLog::open(dir_.path() + "/al.db", o, time_);
+  ASSERT_TRUE(log.ok());
+  ASSERT_TRUE((*log)->reset().ok());
+  {
+    auto db = Database::open(dir_.path() + "/al.db");
+    ASSERT_TRUE(db.ok());
+    ASSERT_TRUE(db->exec("DROP TABLE al_entries").ok());
+  }
+  EXPECT_FALSE((*log)->activate(needOf({zone("db", 1)})).ok());
+  EXPECT_TRUE((*log)->broken());
+  EXPECT_EQ(::access(o.broken_marker.c_str(), F_OK), 0);
 }
 
 }  // namespace

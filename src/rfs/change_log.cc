@@ -196,6 +196,10 @@ void ChangeLog::addCheck(uint16_t root, const std::string& path, uint64_t offset
   }
 }
 
+void ChangeLog::addTail(uint16_t root, const std::string& path, uint64_t offset) {
+  addCheck(root, path, offset, kEnd - std::min(kEnd, offset));
+}
+
 void ChangeLog::addMeta(uint16_t root, const std::string& path) {
   if (underFresh(root, path)) {
     return;
@@ -248,6 +252,9 @@ void ChangeLog::record(const Op& op) {
       break;
     case OpType::Fallocate:
       addRange(root, op.path, op.offset, op.length);
+      if ((op.flags & (FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_INSERT_RANGE)) != 0) {
+        addTail(root, op.path, op.offset);  // what follows moved
+      }
       if ((op.flags & FALLOC_FL_KEEP_SIZE) == 0) {
         addMeta(root, op.path);  // it may have grown the file
       }
@@ -282,6 +289,13 @@ void ChangeLog::record(const Op& op) {
       complete_ = false;
       break;
     case OpType::SetAttr:
+      if ((op.flags & kSetSize) != 0) {
+        // What a shrink cut reads as zeros if the file grows again, on the primary only; the
+        // sizes alone cannot tell (truncate to 0, then back to the old size).
+        addTail(root, op.path, op.length);
+      }
+      addMeta(root, op.path);
+      break;
     case OpType::SetXattr:
     case OpType::RemoveXattr:
       addMeta(root, op.path);

@@ -40,6 +40,8 @@ namespace halo::rfs {
 class ChangeLog {
  public:
   static constexpr uint64_t kBlock = 4096;
+  // The end of "everything from here on" ranges (compared ranges are clipped to the file's size).
+  static constexpr uint64_t kEnd = uint64_t{1} << 62;
   // Past this many recorded paths, a full reintegration is the better plan.
   static constexpr size_t kMaxPaths = 1000000;
 
@@ -69,6 +71,8 @@ class ChangeLog {
   void addRange(uint16_t root, const std::string& path, uint64_t offset, uint64_t length);
   // Bytes that may differ from the peer (activity log zones): compared, not sent blindly.
   void addCheck(uint16_t root, const std::string& path, uint64_t offset, uint64_t length);
+  // Every byte from `offset` on (a check range to kEnd).
+  void addTail(uint16_t root, const std::string& path, uint64_t offset);
   void addDir(uint16_t root, const std::string& path);
   void addFresh(uint16_t root, const std::string& path);
   void addUncertain(uint16_t root, const std::string& path);

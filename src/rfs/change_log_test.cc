@@ -1,5 +1,7 @@
 #include "rfs/change_log.h"
 
+#include <linux/falloc.h>
+
 #include <gtest/gtest.h>
 #include <stdio.h>  // RENAME_EXCHANGE
 #include <sys/stat.h>
@@ -100,6 +102,36 @@ TEST(ChangeLogTest, MetadataAndHardLinks) {
   log.clear();
   EXPECT_TRUE(log.complete());
   EXPECT_TRUE(log.empty());
+}
+
+// What follows a new size, or a collapsed or inserted range, is compared (the sizes cannot
+// tell a file cut and grown back); the bytes to copy do not count it.
+TEST(ChangeLogTest, SizeChangesAndShiftsMakeTheTailCompared) {
+  ChangeLog log;
+  Op cut = op(OpType::SetAttr, "f");
+  cut.flags = kSetSize;
+  cut.length = 5000;
+  log.record(cut);
+  const auto& pc = log.roots().at(0).paths.at("f");
+  EXPECT_TRUE(pc.meta);
+  EXPECT_EQ(pc.check, (Ranges{{4096, ChangeLog::kEnd}}));
+  EXPECT_TRUE(pc.ranges.empty());
+  EXPECT_EQ(log.dirtyBytes(), 0u);
+  Op collapse = op(OpType::Fallocate, "g");
+  collapse.flags = FALLOC_FL_COLLAPSE_RANGE;
+  collapse.offset = 8192;
+  collapse.length = 4096;
+  log.record(collapse);
+  EXPECT_EQ(log.roots().at(0).paths.at("g").check, (Ranges{{8192, ChangeLog::kEnd}}));
+  Op chmod = op(OpType::SetAttr, "h");
+  chmod.flags = kSetMode;
+  log.record(chmod);
+  EXPECT_TRUE(log.roots().at(0).paths.at("h").check.empty());
+  // Rows keep it (journal, wire).
+  auto [flags, blob] = log.row(0, "f");
+  ChangeLog back;
+  ASSERT_TRUE(back.addRow(0, "f", flags, blob).ok());
+  EXPECT_EQ(back.roots().at(0).paths.at("f"), pc);
 }
 
 TEST(ChangeLogTest, RootsAreSeparate) {

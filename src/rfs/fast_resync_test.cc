@@ -69,6 +69,7 @@ TEST_F(FastResyncTest, OnlyWhatChangedWhileTheSecondaryWasAwayIsCopied) {
   startSyncedPair();
   stopSecondary();
   changeThings(1);
+  const uint64_t old_base = primary_service_->status()["changes"].value("base", uint64_t{0});
   rejoin();
   EXPECT_TRUE(primary_events_.seen("changes only")) << primary_events_.all();
   // The rewritten blocks, the renamed header (sent whole under its new name) and a few bytes of
@@ -76,15 +77,19 @@ TEST_F(FastResyncTest, OnlyWhatChangedWhileTheSecondaryWasAwayIsCopied) {
   const uint64_t blocks = uint64_t{kRewrites} * 4096;
   EXPECT_GE(copied(), blocks);
   EXPECT_LT(copied(), blocks + (64u << 10)) << primary_service_->status().dump();
-  EXPECT_EQ(hashed(), 0u);
-  // The new sync point counts once the secondary has everything on its disk (its next sync).
-  const uint64_t secondary_base = secondary_service_->status().value("base", uint64_t{0});
-  EXPECT_NE(secondary_base, 0u);
+  EXPECT_LE(hashed(), 4096u);  // the truncated small file's one block, compared
+  // The new sync point counts once the secondary has everything on its disk (its next sync,
+  // asked for at once): then on both nodes.
+  uint64_t secondary_base = old_base;
   uint64_t primary_base = 0;
-  for (int i = 0; i < 1000 && primary_base != secondary_base; ++i) {
+  for (int i = 0; i < 1000 && (secondary_base == old_base || primary_base != secondary_base);
+       ++i) {
+    secondary_base = secondary_service_->status().value("base", uint64_t{0});
     primary_base = primary_service_->status()["changes"].value("base", uint64_t{0});
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
+  EXPECT_NE(secondary_base, old_base);
+  EXPECT_NE(secondary_base, 0u);
   EXPECT_EQ(primary_base, secondary_base);
   EXPECT_EQ(primary_service_->status()["changes"].value("paths", uint64_t{1}), 0u);
   expectIdenticalTrees();
@@ -131,6 +136,51 @@ TEST_F(FastResyncTest, AfterACrashThePrimarysActivityLogTellsWhatChanged) {
   EXPECT_GE(copied(), uint64_t{kRewrites} * 4096);
   EXPECT_LE(copied(), uint64_t{kRewrites} * 4096 + (64u << 10))
       << primary_service_->status().dump();
+  expectIdenticalTrees();
+}
+
+// Cut, then grown back to the same size: the sizes agree, the bytes do not (what the cut took
+// reads as zeros on the primary).
+const char* const kCutAndGrow = "truncate -s 0 big && truncate -s 64M big && : > small1 && "
+                                "echo 1 > small1";
+
+TEST_F(FastResyncTest, AFileCutAndGrownBackIsCompared) {
+  startSyncedPair();
+  stopSecondary();
+  ASSERT_EQ(sh("cd '" + primary_ + "' && " + kCutAndGrow), 0);
+  rejoin();
+  EXPECT_TRUE(primary_events_.seen("changes only")) << primary_events_.all();
+  expectIdenticalTrees();
+}
+
+// The same through the activity log alone (its Tail entries).
+TEST_F(FastResyncTest, AfterACrashAFileCutAndGrownBackIsCompared) {
+  startSyncedPair();
+  stopSecondary();
+  ASSERT_EQ(sh("cd '" + primary_ + "' && " + kCutAndGrow), 0);
+  ASSERT_TRUE(primary_service_->stop().ok());
+
+  primary_service_.reset();
+  forgetTheJournal(tmp_ + "/primary.db");
+  startPrimary();
+  EXPECT_TRUE(primary_events_.seen("its activity log names")) << primary_events_.all();
+  rejoin();
+  EXPECT_TRUE(primary_events_.seen("changes only")) << primary_events_.all();
+  expectIdenticalTrees();
+}
+
+// A file's changes are logged under the name they were made through: once that name is
+// removed, its other names would not be examined, so the next reintegration compares all.
+TEST_F(FastResyncTest, RemovingANameOfAFileWithOtherNamesMeansEveryFileIsCompared) {
+  ASSERT_EQ(sh("set -e; cd '" + primary_ + "'; echo old > a; ln a b; mkdir d; echo old > d/x"),
+            0);
+  startPair();
+  stopSecondary();
+  // (Written back before the name goes: see the note on writeback after an unlink in
+  // docs/replication.md.)
+  ASSERT_EQ(sh("set -e; cd '" + primary_ + "'; cat a >/dev/null; echo new >> b; rm b"), 0);
+  rejoin();
+  EXPECT_TRUE(primary_events_.seen("every file compared")) << primary_events_.all();
   expectIdenticalTrees();
 }
 

@@ -71,6 +71,7 @@ class RecordingSink : public OpSink {
     EXPECT_LE(seq, seq_);
     waits_.push_back(seq);
   }
+  void changesUntrackable() override {}
   std::vector<Op> ops() {
     std::lock_guard lock(mu_);
     return ops_;

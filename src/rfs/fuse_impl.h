@@ -240,6 +240,12 @@ class FuseFs::Impl {
    private:
     Impl* impl_;
   };
+  // A regular file with another name than `path` (relative to the root).
+  bool hasOtherNames(const std::string& path) const {
+    struct stat st;
+    return ::fstatat(root_fd_, path.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+           S_ISREG(st.st_mode) && st.st_nlink > 1;
+  }
   // A node created under `ticket`: born in its epoch.
   void markBorn(uint64_t id, const ActivityLog::Ticket& ticket) {
     if (Node* n = node(id)) {
@@ -297,6 +303,13 @@ class FuseFs::Impl::NeedBuilder {
     const uint64_t last = offset + length - 1 < offset ? UINT64_MAX : offset + length - 1;
     for (uint64_t z = offset / zs; z <= last / zs; ++z) {
       add(ActivityLog::Kind::Zone, *path, z);
+    }
+  }
+  // Every byte of node `id` from `offset` on may change: a truncate (what it cut reads as zeros
+  // if the file grows again) or a collapsed or inserted range (what follows moves).
+  void from(uint64_t id, uint64_t offset) {
+    if (auto path = replicatedPath(id)) {
+      add(ActivityLog::Kind::Tail, *path, offset / log_.zoneSize());
     }
   }
   // The metadata of node `id` changes.

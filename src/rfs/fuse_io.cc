@@ -27,7 +27,10 @@ void FuseFs::Impl::open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     std::unique_lock lock(mu_);
     ActivityLog::Ticket ticket;
     if ((flags & O_TRUNC) != 0) {
-      ticket = admit(lock, [&](NeedBuilder& b) { b.meta(ino); });
+      ticket = admit(lock, [&](NeedBuilder& b) {
+        b.meta(ino);
+        b.from(ino, 0);
+      });
     }
     Admitted admitted(this, &ticket);
     auto path = pathOf(ino);
@@ -502,6 +505,9 @@ void FuseFs::Impl::fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off
     ActivityLog::Ticket ticket = admit(lock, [&](NeedBuilder& b) {
       b.data(ino, static_cast<uint64_t>(offset), static_cast<uint64_t>(length));
       b.meta(ino);
+      if ((mode & (FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_INSERT_RANGE)) != 0) {
+        b.from(ino, static_cast<uint64_t>(offset));  // what follows moves
+      }
     });
     Admitted admitted(this, &ticket);
     if (::fallocate(fileHandle(fi)->fd, mode, offset, length) < 0) {

@@ -90,8 +90,14 @@ void FuseFs::Impl::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, in
     return;
   }
   std::unique_lock lock(mu_);
-  ActivityLog::Ticket ticket = admit(lock, [&](NeedBuilder& b) { b.meta(ino); });
-  Admitted admitted(this, &ticket);
+  ActivityLog::Ticket ticket = admit(lock, [&](NeedBuilder& b) {
+    b.meta(ino);
+    if ((to_set & FUSE_SET_ATTR_SIZE) != 0) {
+      b.from(ino, static_cast<uint64_t>(std::max<off_t>(attr->st_size, 0)));
+    }
+  });
+  // Reset before each unlock below: admitted_ is guarded by mu_.
+  std::optional<Admitted> admitted(std::in_place, this, &ticket);
   auto path = pathOf(ino);
   Node* n = node(ino);
   int fd = fi != nullptr ? fileHandle(fi)->fd : -1;
@@ -120,11 +126,13 @@ void FuseFs::Impl::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, in
       o.st_mtim = attr->st_mtim;
     }
     struct stat reply = o;
+    admitted.reset();
     lock.unlock();
     fuse_reply_attr(req, &reply, kCacheTimeoutSec);
     return;
   }
   if (fd < 0 && !path) {
+    admitted.reset();
     lock.unlock();
     fuse_reply_err(req, ENOENT);
     return;
@@ -234,6 +242,7 @@ void FuseFs::Impl::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, in
       n->last_write_seq = seq;
     }
   }
+  admitted.reset();
   lock.unlock();
   if (err != 0) {
     fuse_reply_err(req, err);
@@ -342,7 +351,12 @@ void FuseFs::Impl::unlink(fuse_req_t req, fuse_ino_t parent, const char* name, b
   int err = 0;
   {
     std::unique_lock lock(mu_);
-    ActivityLog::Ticket ticket = admit(lock, [&](NeedBuilder& b) { b.entries(parent); });
+    ActivityLog::Ticket ticket = admit(lock, [&](NeedBuilder& b) {
+      b.entries(parent);
+      if (auto p = childPath(parent, name); p && !dir && hasOtherNames(*p)) {
+        b.linked(*p);  // its changes may be logged under this name only
+      }
+    });
     Admitted admitted(this, &ticket);
     auto path = childPath(parent, name);
     struct stat st;
@@ -363,6 +377,11 @@ void FuseFs::Impl::unlink(fuse_req_t req, fuse_ino_t parent, const char* name, b
         maybeErase(id);
       }
       if (replicated(*path, dir)) {
+        if (!dir && S_ISREG(st.st_mode) && st.st_nlink > 1) {
+          // The change log may name this file's changes under this name only: the names it
+          // keeps would not be examined.
+          sink_.changesUntrackable();
+        }
         Op op;
         op.type = dir ? OpType::Rmdir : OpType::Unlink;
         op.path = *path;
@@ -387,16 +406,27 @@ void FuseFs::Impl::rename(fuse_req_t req, fuse_ino_t parent, const char* name, f
     ActivityLog::Ticket ticket = admit(lock, [&](NeedBuilder& b) {
       b.entries(parent);
       b.entries(newparent);
-      // A name that keeps its place but changes its object: a crash must not hide it.
       auto target = childPath(newparent, newname);
+      auto source = childPath(parent, name);
+      if (!target || !source) {
+        return;
+      }
       struct stat ts;
-      if (target && ::fstatat(root_fd_, target->c_str(), &ts, AT_SYMLINK_NOFOLLOW) == 0) {
+      struct stat ss;
+      const bool replacing = ::fstatat(root_fd_, target->c_str(), &ts, AT_SYMLINK_NOFOLLOW) == 0;
+      const bool moving_dir =
+          ::fstatat(root_fd_, source->c_str(), &ss, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(ss.st_mode);
+      // A name that keeps its place but changes its object, or a directory moved (what was born
+      // below it while its epoch lasts is found by birth times in the listing it leaves): a
+      // crash must not hide them, they are compared entirely.
+      if (replacing || moving_dir) {
         b.replaced(*target);
-        if ((flags & RENAME_EXCHANGE) != 0) {
-          if (auto source = childPath(parent, name)) {
-            b.replaced(*source);
-          }
-        }
+      }
+      if (replacing && (flags & RENAME_EXCHANGE) != 0) {
+        b.replaced(*source);
+      }
+      if (replacing && S_ISREG(ts.st_mode) && ts.st_nlink > 1) {
+        b.linked(*target);  // its changes may be logged under this name only
       }
     });
     Admitted admitted(this, &ticket);
@@ -428,6 +458,10 @@ void FuseFs::Impl::rename(fuse_req_t req, fuse_ino_t parent, const char* name, f
         maybeErase(a);
         maybeErase(b);
       } else {
+        if (had_target && S_ISREG(to_st.st_mode) && to_st.st_nlink > 1 &&
+            replicated(*to, false)) {
+          sink_.changesUntrackable();  // as for unlink: the names it keeps would be missed
+        }
         uint64_t old = detach(newparent, newname);
         if (Node* o = node(old)) {
           if (had_target && (S_ISDIR(to_st.st_mode) || to_st.st_nlink <= 1)) {

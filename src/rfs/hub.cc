@@ -12,6 +12,7 @@ class Hub::RootSink : public OpSink {
     return hub_.submit(std::move(op));
   }
   void waitAcked(uint64_t seq) override { hub_.waitAcked(seq); }
+  void changesUntrackable() override { hub_.markChangesIncomplete(); }
 
  private:
   Hub& hub_;

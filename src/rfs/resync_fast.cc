@@ -284,7 +284,9 @@ void Resyncer::syncChanged(uint16_t root, const std::string& path,
     if (!valid) {
       // Replaced since it was hashed: what may differ is copied.
       for (const auto& [start, end] : check) {
-        copies.emplace_back(start, end - start);
+        if (start < size) {
+          copies.emplace_back(start, std::min(end, size) - start);
+        }
       }
       compared.clear();
     }

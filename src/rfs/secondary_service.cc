@@ -149,8 +149,14 @@ void SecondaryService::syncNow() {
   if (r == nullptr) {
     return;
   }
+  uint64_t pending = 0;
+  {
+    // Set when its marker is applied: everything before it is, whatever `applied` says yet.
+    std::lock_guard<std::mutex> state_lock(mutex_);
+    pending = pending_base_;
+  }
   const uint64_t applied = r->applied();
-  if (applied <= durable_) {
+  if (applied <= durable_ && pending == 0) {
     return;
   }
   // What was applied before the sync began is on the disk once it returns.
@@ -158,7 +164,27 @@ void SecondaryService::syncNow() {
   for (const auto& a : appliers_) {
     ok = a->syncToDisk().ok() && ok;
   }
-  if (ok) {
+  if (ok && pending != 0 && journal_) {
+    // The reintegration that drew it is on the disk: its sync point now (before the primary
+    // hears of it), unless another reintegration began meanwhile (under the lock: ev.begin).
+    std::string error;
+    {
+      std::lock_guard<std::mutex> state_lock(mutex_);
+      if (pending_base_ == pending) {
+        pending_base_ = 0;
+        if (Status st = journal_->resetTo(pending); !st.ok()) {
+          error = st.message();
+        } else {
+          base_ = pending;
+          own_.clear();
+        }
+      }
+    }
+    if (!error.empty()) {
+      events_({"log", "Cannot write the replication journal: " + error, 'E'});
+    }
+  }
+  if (ok && applied > durable_) {
     durable_ = applied;
     r->markDurable(applied);
   }
@@ -211,25 +237,33 @@ void SecondaryService::connect() {
   }
   StreamReceiver::Events ev;
   ev.begin = [this](bool full) {
-    if (full && journal_) {
-      // Before the first change: an interrupted full reintegration leaves changes no log
-      // describes, so this node no longer derives from any sync point.
-      if (Status st = journal_->resetTo(0); !st.ok()) {
-        events_({"log", "Cannot write the replication journal: " + st.message(), 'E'});
+    std::string error;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      pending_base_ = 0;  // a new reintegration: the last one's sync point is not reached
+      if (full && journal_) {
+        // Before the first change: an interrupted full reintegration leaves changes no log
+        // describes, so this node no longer derives from any sync point.
+        if (Status st = journal_->resetTo(0); !st.ok()) {
+          error = st.message();
+        }
+        base_ = 0;
       }
-      base_ = 0;
+    }
+    if (!error.empty()) {
+      events_({"log", "Cannot write the replication journal: " + error, 'E'});
     }
   };
   ev.resynced = [this](uint64_t sync_id) {
     if (journal_) {
-      // Before the marker is acknowledged: the primary counts from it once it is.
-      if (Status st = journal_->resetTo(sync_id); !st.ok()) {
-        events_({"log", "Cannot write the replication journal: " + st.message(), 'E'});
-      }
-      base_ = sync_id;
+      // The sync point certifies what the reintegration wrote and replaces this node's own
+      // log: it is written once that is on the disk (the next sync, asked for now), not
+      // before: a power loss of both nodes could otherwise leave copies, or the overwriting
+      // of this node's own changes, in no log. The primary counts from it once this node
+      // confirms that sync.
       std::lock_guard<std::mutex> lock(mutex_);
-      own_.clear();
-      sync_soon_ = true;  // the primary counts from the new sync point once it is on disk
+      pending_base_ = sync_id;
+      sync_soon_ = true;
     }
     durable_cv_.notify_all();
     {

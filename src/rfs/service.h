@@ -198,6 +198,7 @@ class SecondaryService {
   std::vector<std::thread> manifest_threads_;  // mutex_
   std::condition_variable durable_cv_;
   bool sync_soon_ = false;  // mutex_
+  uint64_t pending_base_ = 0;  // a sync point to write at the next sync; mutex_
   std::mutex sync_mutex_;   // one sync at a time
   uint64_t durable_ = 0;    // sync_mutex_
   std::thread thread_;

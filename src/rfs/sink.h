@@ -21,6 +21,10 @@ class OpSink {
   // module runs alone (the sink then records what the peer lacks). Never fails the application's
   // operation: a replication failure is the replication process's business (DESIGN 6.2).
   virtual void waitAcked(uint64_t seq) = 0;
+  // Called under the ordering lock: an operation the change log cannot describe by paths was
+  // applied (a name of a file with other names removed: its changes may be logged under that
+  // name only), so the next reintegration must compare every file.
+  virtual void changesUntrackable() = 0;
 };
 
 }  // namespace halo::rfs

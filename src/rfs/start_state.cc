@@ -40,6 +40,7 @@ Result<StartState> openStartState(const ServiceOptions& options, TimeSource& tim
   ActivityLog::Options ao;
   ao.zone_size = options.zone_size;
   ao.grace = options.activity_grace;
+  ao.broken_marker = options.untracked_marker;
   HALO_ASSIGN_OR_RETURN(state.activity, ActivityLog::open(options.activity_log, ao, time));
   if (!loaded.clean && state.base != 0) {
     const ActivityLog::Recovered& r = state.activity->recovered();
@@ -79,8 +80,9 @@ Result<StartState> openStartState(const ServiceOptions& options, TimeSource& tim
   if (!options.untracked_marker.empty() && ::access(options.untracked_marker.c_str(), F_OK) == 0) {
     state.log.markIncomplete();
     state.note =
-        "The replicated directories were written without interception (the replication "
-        "process had died): the next reintegration compares every file";
+        "The replicated directories were changed while nothing tracked the changes (the "
+        "replication process had died, or its activity log could not be written): the next "
+        "reintegration compares every file";
     HALO_RETURN_IF_ERROR(state.journal->write(rewriteOf(state.log, state.base)));
     ::unlink(options.untracked_marker.c_str());
   }
