@@ -230,6 +230,21 @@ ActivityLog::Ticket FuseFs::Impl::admit(std::unique_lock<std::mutex>& lock,
 
 namespace {
 
+// libfuse's own messages (a worker's read error at unmount, ...), written with one write(2):
+// libfuse cancels its worker threads when the loop ends, and a thread cancelled inside stdio
+// leaves stderr's lock held, so that the process later hangs in its exit flush.
+void logFuseMessage(enum fuse_log_level level, const char* fmt, va_list ap) {
+  if (level > FUSE_LOG_NOTICE) {
+    return;
+  }
+  char buf[512];
+  const int n = std::vsnprintf(buf, sizeof buf, fmt, ap);
+  if (n > 0) {
+    const size_t len = std::min(static_cast<size_t>(n), sizeof buf - 1);
+    [[maybe_unused]] const ssize_t w = ::write(STDERR_FILENO, buf, len);
+  }
+}
+
 FuseFs::Impl* self(fuse_req_t req) { return static_cast<FuseFs::Impl*>(fuse_req_userdata(req)); }
 
 fuse_lowlevel_ops makeOps() {
@@ -383,6 +398,7 @@ Status FuseFs::Impl::start() {
   }
   fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
   static const fuse_lowlevel_ops kOps = makeOps();
+  fuse_set_log_func(&logFuseMessage);
   session_ = fuse_session_new(&args, &kOps, sizeof(kOps), this);
   fuse_opt_free_args(&args);
   if (session_ == nullptr) {

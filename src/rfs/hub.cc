@@ -1,5 +1,7 @@
 #include "rfs/hub.h"
 
+#include <algorithm>
+
 #include "rfs/wire.h"
 
 namespace halo::rfs {
@@ -117,7 +119,8 @@ JournalDelta Hub::journalDelta() {
   // Once written: every operation so far is in it, but those still awaiting the secondary's
   // disk (and all of them while a marker is out: its log is not the one written).
   if (marker_seq_ == 0) {
-    d.upto = session_ && synced_ ? std::min(next_seq_ - 1, durable_) : next_seq_ - 1;
+    d.upto = session_ && synced_ ? std::min({next_seq_ - 1, durable_, local_durable_})
+                                 : next_seq_ - 1;
   }
   // While a marker is out, the journal keeps the log it counts from (still the truth).
   d.complete = log_.complete() && (marker_seq_ == 0 || resync_log_.complete());
@@ -150,9 +153,14 @@ uint64_t Hub::safeSeq() const {
   std::lock_guard<std::mutex> lock(mutex_);
   uint64_t safe = journal_safe_;
   if (session_ && synced_ && marker_seq_ == 0) {
-    safe = std::max(safe, session_->durable());
+    safe = std::max(safe, std::min(session_->durable(), local_durable_));
   }
   return safe;
+}
+
+void Hub::localSynced(uint64_t seq) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  local_durable_ = std::max(local_durable_, seq);
 }
 
 uint64_t Hub::notDurable() const {

@@ -112,8 +112,14 @@ class Hub {
   void markChangesIncomplete();
   // The journal wrote a delta (its `upto`).
   void journalWritten(uint64_t upto);
-  // Every operation up to this sequence number is in the journal or on the secondary's disk.
+  // Every operation up to this sequence number is in the journal, or on the secondary's disk
+  // and on this node's (localSynced).
   uint64_t safeSeq() const;
+  // This node's disk has every operation up to `seq` (it synced after they were applied).
+  // Until then, an operation the secondary confirmed still needs the activity log: after a
+  // power loss here, this node could come back as secondary without it, and no log would name
+  // it.
+  void localSynced(uint64_t seq);
   // Operations a synced secondary applied (or will) but has not confirmed on its disk yet.
   uint64_t notDurable() const;
 
@@ -162,6 +168,7 @@ class Hub {
   uint64_t older_last_ = 0;
   uint64_t recent_last_ = 0;
   uint64_t durable_ = 0;          // the session's durable acknowledgement, as last seen; mutex_
+  uint64_t local_durable_ = 0;    // on this node's disk (localSynced); mutex_
   uint64_t journal_safe_ = 0;     // safe thanks to journal writes; mutex_
   ChangeLog resync_log_;          // log_ when the ResyncDone marker went out; mutex_
   uint64_t marker_seq_ = 0;       // that marker, not yet acknowledged (0: none); mutex_

@@ -1,4 +1,7 @@
+#include <unistd.h>
+
 #include <cinttypes>
+#include <cstring>
 #include <optional>
 #include <random>
 
@@ -11,6 +14,9 @@ namespace {
 constexpr Millis kSampleEvery{1000};
 // The change log reaches the journal this often (lazily: DESIGN 6.3).
 constexpr Millis kJournalEvery{2000};
+// The primary syncs its own disk as often as the secondary does (secondary_service.cc): until it
+// has, the activity log keeps what the secondary confirmed.
+constexpr Millis kLocalSyncEvery{10000};
 
 uint64_t randomId() {
   std::random_device rd;
@@ -95,8 +101,17 @@ Status PrimaryService::begin() {
     }
     mounts_.push_back(std::move(*fs));
   }
+  for (auto& m : mounts_) {
+    // syncfs needs a descriptor open for reading (the mount's root one is O_PATH).
+    const int fd = ::openat(m->rootFd(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+      return errnoStatus("opening the replicated directory beneath its mount", errno);
+    }
+    local_fds_.push_back(fd);
+  }
   last_sample_ = time_.monotonicTime();
   thread_ = std::thread([this] { loop(); });
+  local_thread_ = std::thread([this] { syncPeriodically(); });
   auto listener =
       LinkListener::listen(options_.local_addr, options_.port, options_.peer_addr, options_.link,
                            [this](AcceptedConnection& c) { return onConnection(c); });
@@ -116,9 +131,13 @@ Status PrimaryService::stop() {
     stopping_ = true;
   }
   cv_.notify_all();
+  local_cv_.notify_all();
   listener_.reset();
   if (thread_.joinable()) {
     thread_.join();
+  }
+  if (local_thread_.joinable()) {
+    local_thread_.join();
   }
   std::shared_ptr<Resyncer> resyncer;
   std::vector<std::thread> manifests;
@@ -128,6 +147,7 @@ Status PrimaryService::stop() {
     manifests.swap(manifest_threads_);
   }
   if (hub_) {
+    syncLocally();  // a clean stop leaves the activity log nothing to keep
     hub_->closeSession(true);  // the runtime stops us after the application: all is written
     hub_->reap();
   }
@@ -142,6 +162,10 @@ Status PrimaryService::stop() {
     }
   }
   mounts_.clear();
+  for (int fd : local_fds_) {
+    ::close(fd);
+  }
+  local_fds_.clear();
   if (journal_ && hub_) {
     // Nothing changes any more: the log is complete on disk, and this stop was clean.
     flushJournal();
@@ -193,6 +217,41 @@ void PrimaryService::trimActivity() {
   }
   activity_->safeUpTo(hub_->safeSeq());
   activity_->noteClock();
+}
+
+void PrimaryService::syncLocally() {
+  if (!hub_) {
+    return;
+  }
+  std::lock_guard<std::mutex> lock(local_mutex_);
+  const uint64_t seq = hub_->lastSeq();  // applied before the sync begins: covered by it
+  for (int fd : local_fds_) {
+    if (::syncfs(fd) != 0) {
+      if (!local_error_) {
+        local_error_ = true;
+        events_({"log",
+                 std::string("Cannot sync a replicated directory to disk (") +
+                     std::strerror(errno) + "): the activity log keeps every change until it can",
+                 'E'});
+      }
+      return;
+    }
+  }
+  local_error_ = false;
+  hub_->localSynced(seq);
+}
+
+void PrimaryService::syncPeriodically() {
+  while (true) {
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      local_cv_.wait_for(lock, kLocalSyncEvery, [this] { return stopping_; });
+      if (stopping_) {
+        return;
+      }
+    }
+    syncLocally();
+  }
 }
 
 void PrimaryService::unfence() { hub_->unfence(); }

@@ -122,6 +122,10 @@ class PrimaryService {
   void sample();
   void flushJournal();
   void trimActivity();
+  // syncfs of the replicated directories, then hub_->localSynced (hub.h), every
+  // kLocalSyncEvery on its own thread (a sync can take seconds) and at a clean stop.
+  void syncLocally();
+  void syncPeriodically();
 
   ServiceOptions options_;
   TimeSource& time_;
@@ -158,6 +162,11 @@ class PrimaryService {
   MonotonicTime last_sample_;
   std::vector<std::thread> manifest_threads_;  // mutex_
   std::thread thread_;
+  std::vector<int> local_fds_;        // the replicated directories beneath the mounts (owned)
+  std::mutex local_mutex_;            // one local sync at a time
+  bool local_error_ = false;          // a failed local sync was logged; local_mutex_
+  std::condition_variable local_cv_;  // with mutex_ and stopping_
+  std::thread local_thread_;
 };
 
 class SecondaryService {
