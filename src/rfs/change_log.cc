@@ -170,29 +170,27 @@ void ChangeLog::recount() {
   }
 }
 
-void ChangeLog::addRange(uint16_t root, const std::string& path, uint64_t offset, uint64_t length) {
-  if (length == 0 || underFresh(root, path)) {
-    return;
+ChangeLog::PathChange* ChangeLog::changeOf(uint16_t root, const std::string& path) {
+  if (underFresh(root, path)) {
+    return nullptr;  // described entirely anyway
   }
   auto& pc = roots_[root].paths[path];
-  const bool was_new = pc.ranges.empty() && pc.check.empty() && !pc.meta;
-  addAligned(&pc.ranges, offset, length);
-  touch(root, path);
-  if (was_new && ++count_ > kMaxPaths) {
+  if (pc.ranges.empty() && pc.check.empty() && !pc.meta && ++count_ > kMaxPaths) {
     complete_ = false;
+  }
+  touch(root, path);
+  return &pc;
+}
+
+void ChangeLog::addRange(uint16_t root, const std::string& path, uint64_t offset, uint64_t length) {
+  if (PathChange* pc = length == 0 ? nullptr : changeOf(root, path)) {
+    addAligned(&pc->ranges, offset, length);
   }
 }
 
 void ChangeLog::addCheck(uint16_t root, const std::string& path, uint64_t offset, uint64_t length) {
-  if (length == 0 || underFresh(root, path)) {
-    return;
-  }
-  auto& pc = roots_[root].paths[path];
-  const bool was_new = pc.ranges.empty() && pc.check.empty() && !pc.meta;
-  addAligned(&pc.check, offset, length);
-  touch(root, path);
-  if (was_new && ++count_ > kMaxPaths) {
-    complete_ = false;
+  if (PathChange* pc = length == 0 ? nullptr : changeOf(root, path)) {
+    addAligned(&pc->check, offset, length);
   }
 }
 
@@ -201,15 +199,9 @@ void ChangeLog::addTail(uint16_t root, const std::string& path, uint64_t offset)
 }
 
 void ChangeLog::addMeta(uint16_t root, const std::string& path) {
-  if (underFresh(root, path)) {
-    return;
+  if (PathChange* pc = changeOf(root, path)) {
+    pc->meta = true;
   }
-  auto& pc = roots_[root].paths[path];
-  if (pc.ranges.empty() && pc.check.empty() && !pc.meta && ++count_ > kMaxPaths) {
-    complete_ = false;
-  }
-  pc.meta = true;
-  touch(root, path);
 }
 
 void ChangeLog::addDir(uint16_t root, const std::string& path) {

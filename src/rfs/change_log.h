@@ -122,6 +122,9 @@ class ChangeLog {
   // Whether `path` or one of its ancestors is fresh or uncertain (then nothing below needs
   // recording: it is described entirely).
   bool underFresh(uint16_t root, const std::string& path) const;
+  // The entry of `path` about to record a change (counted against kMaxPaths if new, touched),
+  // or nullptr below a fresh object (described entirely anyway).
+  PathChange* changeOf(uint16_t root, const std::string& path);
   void touchParent(uint16_t root, const std::string& path);
   // Records `path` to be described entirely (fresh or uncertain), forgetting what was below.
   void addEntire(uint16_t root, const std::string& path, std::set<std::string> RootChanges::*kind);

@@ -57,6 +57,21 @@ class FastResyncTest : public ReplicationTest {
     waitSynced();
   }
 
+  // As if the primary had been killed before its journal got any of the changes: its journal
+  // says it did not stop cleanly and holds none of them; it starts again on what is left.
+  void crashPrimary(bool keep_activity_log = true) {
+    ASSERT_TRUE(primary_service_->stop().ok());
+    primary_service_.reset();
+    ASSERT_EQ(sh("sqlite3 '" + tmp_ +
+                 "/primary.db' \"DELETE FROM rfs_changes; UPDATE rfs_state SET value = 0 WHERE "
+                 "key = 'clean'\""),
+              0);
+    if (!keep_activity_log) {
+      std::filesystem::remove(tmp_ + "/primary-al.db");
+    }
+    startPrimary();
+  }
+
   uint64_t copied() {
     return primary_service_->status()["reintegration"].value("bytes_copied", uint64_t{0});
   }
@@ -109,24 +124,13 @@ TEST_F(FastResyncTest, TheLogSurvivesACleanRestartOfThePrimary) {
   expectIdenticalTrees();
 }
 
-// As if the primary had been killed before its journal got any of the changes: its journal
-// says it did not stop cleanly and holds none of them.
-void forgetTheJournal(const std::string& db) {
-  ASSERT_EQ(sh("sqlite3 '" + db +
-               "' \"DELETE FROM rfs_changes; UPDATE rfs_state SET value = 0 WHERE key = 'clean'\""),
-            0);
-}
-
 // The activity log alone tells what may differ: every change is still reintegrated, and only
 // the zones it names (4 MiB each) are copied.
 TEST_F(FastResyncTest, AfterACrashThePrimarysActivityLogTellsWhatChanged) {
   startSyncedPair();
   stopSecondary();
   changeThings(3);
-  ASSERT_TRUE(primary_service_->stop().ok());
-  primary_service_.reset();
-  forgetTheJournal(tmp_ + "/primary.db");
-  startPrimary();
+  crashPrimary();
   EXPECT_TRUE(primary_events_.seen("its activity log names")) << primary_events_.all();
   rejoin();
   EXPECT_TRUE(primary_events_.seen("changes only")) << primary_events_.all();
@@ -141,8 +145,8 @@ TEST_F(FastResyncTest, AfterACrashThePrimarysActivityLogTellsWhatChanged) {
 
 // Cut, then grown back to the same size: the sizes agree, the bytes do not (what the cut took
 // reads as zeros on the primary).
-const char* const kCutAndGrow = "truncate -s 0 big && truncate -s 64M big && : > small1 && "
-                                "echo 1 > small1";
+const std::string kCutAndGrow = "truncate -s 0 big && truncate -s " + std::to_string(kBigMiB) +
+                                "M big && : > small1 && echo 1 > small1";
 
 TEST_F(FastResyncTest, AFileCutAndGrownBackIsCompared) {
   startSyncedPair();
@@ -158,11 +162,7 @@ TEST_F(FastResyncTest, AfterACrashAFileCutAndGrownBackIsCompared) {
   startSyncedPair();
   stopSecondary();
   ASSERT_EQ(sh("cd '" + primary_ + "' && " + kCutAndGrow), 0);
-  ASSERT_TRUE(primary_service_->stop().ok());
-
-  primary_service_.reset();
-  forgetTheJournal(tmp_ + "/primary.db");
-  startPrimary();
+  crashPrimary();
   EXPECT_TRUE(primary_events_.seen("its activity log names")) << primary_events_.all();
   rejoin();
   EXPECT_TRUE(primary_events_.seen("changes only")) << primary_events_.all();
@@ -188,11 +188,7 @@ TEST_F(FastResyncTest, ACrashWithoutAnActivityLogMeansEveryFileIsCompared) {
   startSyncedPair();
   stopSecondary();
   changeThings(4);
-  ASSERT_TRUE(primary_service_->stop().ok());
-  primary_service_.reset();
-  forgetTheJournal(tmp_ + "/primary.db");
-  std::filesystem::remove(tmp_ + "/primary-al.db");
-  startPrimary();
+  crashPrimary(/*keep_activity_log=*/false);
   rejoin();
   EXPECT_TRUE(primary_events_.seen("this node's change log is incomplete"))
       << primary_events_.all();

@@ -415,6 +415,23 @@ void FuseFs::Impl::setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, co
   fuse_reply_err(req, err);
 }
 
+namespace {
+
+// getxattr/listxattr's two forms: the size needed (size 0), or the bytes.
+void replyXattr(fuse_req_t req, size_t size, const std::function<ssize_t(char*, size_t)>& read) {
+  std::vector<char> buf(size);
+  const ssize_t n = read(size == 0 ? nullptr : buf.data(), size);
+  if (n < 0) {
+    fuse_reply_err(req, errno);
+  } else if (size == 0) {
+    fuse_reply_xattr(req, static_cast<size_t>(n));
+  } else {
+    fuse_reply_buf(req, buf.data(), static_cast<size_t>(n));
+  }
+}
+
+}  // namespace
+
 void FuseFs::Impl::getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
   std::unique_lock lock(mu_);
   auto path = pathOf(ino);
@@ -423,22 +440,7 @@ void FuseFs::Impl::getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, si
     fuse_reply_err(req, ENOENT);
     return;
   }
-  if (size == 0) {
-    ssize_t n = xattrGet(*path, name, nullptr, 0);
-    if (n < 0) {
-      fuse_reply_err(req, errno);
-    } else {
-      fuse_reply_xattr(req, static_cast<size_t>(n));
-    }
-    return;
-  }
-  std::vector<char> buf(size);
-  ssize_t n = xattrGet(*path, name, buf.data(), size);
-  if (n < 0) {
-    fuse_reply_err(req, errno);
-    return;
-  }
-  fuse_reply_buf(req, buf.data(), static_cast<size_t>(n));
+  replyXattr(req, size, [&](char* out, size_t n) { return xattrGet(*path, name, out, n); });
 }
 
 void FuseFs::Impl::listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
@@ -449,22 +451,7 @@ void FuseFs::Impl::listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
     fuse_reply_err(req, ENOENT);
     return;
   }
-  if (size == 0) {
-    ssize_t n = xattrList(*path, nullptr, 0);
-    if (n < 0) {
-      fuse_reply_err(req, errno);
-    } else {
-      fuse_reply_xattr(req, static_cast<size_t>(n));
-    }
-    return;
-  }
-  std::vector<char> buf(size);
-  ssize_t n = xattrList(*path, buf.data(), size);
-  if (n < 0) {
-    fuse_reply_err(req, errno);
-    return;
-  }
-  fuse_reply_buf(req, buf.data(), static_cast<size_t>(n));
+  replyXattr(req, size, [&](char* out, size_t n) { return xattrList(*path, out, n); });
 }
 
 void FuseFs::Impl::removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
