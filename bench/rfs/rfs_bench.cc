@@ -82,6 +82,7 @@ struct Config {
   unsigned fsync_samples = 2000;
   unsigned creates = 20000;
   unsigned rtt_samples = 2000;
+  std::string only;        // one measurement (seq, fsync, creates, untar); empty: all
   bool peer_sync = false;  // halo-repl: the applier fsyncs on Fsync ops (async="none")
   int port = 5630;         // private network namespace: no clash with the machine
   // Full reintegration (make-tree, halo-resync, rsync).
@@ -301,11 +302,19 @@ class Bench {
   // (untimed), so the next starts from the same state and no descriptor pile-up carries over
   // (passthrough_ll keeps one per inode until the kernel forgets it).
   bool runAll(const std::string& dir) {
-    bool ok = sequential(dir);
-    ok = fsyncLatency(dir) && ok;
-    ok = creates(dir) && ok;
-    removeTree(dir + "/creates");
-    if (!config_.tar_file.empty()) {
+    auto wanted = [&](const char* name) { return config_.only.empty() || config_.only == name; };
+    bool ok = true;
+    if (wanted("seq")) {
+      ok = sequential(dir) && ok;
+    }
+    if (wanted("fsync")) {
+      ok = fsyncLatency(dir) && ok;
+    }
+    if (wanted("creates")) {
+      ok = creates(dir) && ok;
+      removeTree(dir + "/creates");
+    }
+    if (!config_.tar_file.empty() && wanted("untar")) {
       ok = untar(dir) && ok;
       removeTree(dir + "/untar");
     }
@@ -968,6 +977,7 @@ int run(const Config& config) {
 }  // namespace halo::rfs::bench
 
 int main(int argc, char** argv) {
+  halo::rfs::tuneAllocatorForRecords();  // as halo-rfs does
   halo::rfs::bench::Config c;
   CLI::App app{"halo-rfs-bench: file-system measurements for bench/rfs/run.sh"};
   app.add_option("--mode", c.mode,
@@ -985,6 +995,8 @@ int main(int argc, char** argv) {
   app.add_option("--creates", c.creates, "4 KiB files created")->capture_default_str();
   app.add_option("--rtt-samples", c.rtt_samples, "halo-repl: loopback TCP round trips")
       ->capture_default_str();
+  app.add_option("--measure", c.only, "run one measurement only (profiling)")
+      ->check(CLI::IsMember({"seq", "fsync", "creates", "untar"}));
   app.add_flag("--peer-sync", c.peer_sync, "halo-repl: the secondary fsyncs too (async=none)");
   app.add_option("--port", c.port, "halo-repl: loopback port (private namespace)")
       ->capture_default_str();

@@ -4,9 +4,13 @@
 # loopback), then a table and the ratios against the issue's targets.  See README.md.
 #
 #   bench/rfs/run.sh [--seq-mib N] [--fsync-samples N] [--creates N] [--only MODE[,MODE...]]
-#                    [--runs N] [--peer-sync] [--keep-tmp]
+#                    [--runs N] [--peer-sync] [--fs fresh|host] [--keep-tmp]
 #
 # --runs N repeats the whole sequence of modes N times; the table gives each figure's median.
+# --fs fresh (default): every mode writes to a new ext4 file system of its own (a loop device
+# over a sparse file in the temp dir, direct I/O, mkfs.ext4 defaults), halo-repl's primary and
+# secondary each to one, as two servers would; so no mode inherits what the one before it left
+# (deleted inodes, fragmentation, dirty pages).  --fs host: the temp dir's own file system.
 #
 # Modes: native bindfs bindfs-mt passthrough_ll halo-fuse halo-repl.  Needs root.  HALO_BIN
 # (default <repo>/build/bin) holds halo-rfs-bench.  Every FUSE mount is made inside a private
@@ -23,6 +27,8 @@ only="native,bindfs,bindfs-mt,passthrough_ll,halo-fuse,halo-repl"
 peer_sync=""
 keep_tmp=0
 runs=1
+fs=fresh
+fs_size=4G
 while (($#)); do
 	case "$1" in
 	--seq-mib) seq_mib=$2; shift 2 ;;
@@ -31,25 +37,70 @@ while (($#)); do
 	--only) only=$2; shift 2 ;;
 	--runs) runs=$2; shift 2 ;;
 	--peer-sync) peer_sync=--peer-sync; shift ;;
+	--fs) fs=$2; shift 2 ;;
 	--keep-tmp) keep_tmp=1; shift ;;
-	-h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+	-h|--help) sed -n '2,18p' "$0"; exit 0 ;;
 	*) echo "unknown argument: $1" >&2; exit 2 ;;
 	esac
 done
 [[ $(id -u) -eq 0 ]] || { echo "run.sh needs root (namespaces, FUSE mounts)" >&2; exit 1; }
 [[ -x $bin ]] || { echo "no $bin: build it (ninja halo-rfs-bench) or set HALO_BIN" >&2; exit 1; }
+[[ $fs == fresh || $fs == host ]] || { echo "--fs: fresh or host, not $fs" >&2; exit 2; }
 
 tmp=$(mktemp -d /var/tmp/halo-rfs-bench.XXXXXX)
+loops=()  # loop devices this run attached (fresh file systems)
+drop_fs() {
+	local dev
+	for dev in "${loops[@]}"; do losetup -d "$dev" 2>/dev/null || true; done
+	loops=()
+	rm -f "$tmp"/fs*.img
+}
 cleanup() {
 	# The mounts live in namespaces that end with their processes; nothing is mounted here.
+	drop_fs
 	if ((keep_tmp)); then echo "kept $tmp"; else rm -rf "$tmp"; fi
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# A new ext4 file system on a loop device: its device in $REPLY (empty with --fs host).
+new_fs() {
+	REPLY=""
+	[[ $fs == fresh ]] || return 0
+	local img="$tmp/fs${#loops[@]}.img" dev
+	truncate -s "$fs_size" "$img"
+	dev=$(losetup --find --show --direct-io=on "$img") || {
+		echo "cannot attach a loop device for a fresh file system; run with --fs host" >&2
+		exit 1
+	}
+	loops+=("$dev")
+	mkfs.ext4 -q -F "$dev" || { echo "mkfs.ext4 $dev failed" >&2; exit 1; }
+	REPLY=$dev
+}
+
+# Runs a command in a private mount namespace where each DEV:DIR pair is mounted (empty DEV:
+# nothing to mount, --fs host).
+in_fs() {  # DEV:DIR ... -- command
+	unshare -m --propagation private bash -c '
+		while [[ $1 != -- ]]; do
+			dev=${1%%:*} dir=${1#*:}
+			mkdir -p "$dir"
+			if [[ -n $dev ]]; then mount "$dev" "$dir" || exit 1; fi
+			shift
+		done
+		shift
+		exec "$@"' bash "$@"
+}
 results="$tmp/results.txt"
 : >"$results"
 
 echo "rfs benchmark: $(date -u '+%F %T') UTC, $(nproc) CPUs, kernel $(uname -r)"
 echo "temp dir $tmp on $(df --output=fstype "$tmp" | tail -1 | tr -d ' ') ($(df --output=source "$tmp" | tail -1))"
+if [[ $fs == fresh ]]; then
+	echo "file systems: a new ext4 ($fs_size, mkfs.ext4 defaults, loop device with direct I/O over a file in the temp dir) for each mode, two for halo-repl"
+else
+	echo "file systems: the temp dir's own (--fs host)"
+fi
 echo "sizes: sequential $seq_mib MiB, $fsync_samples fsync samples, $creates creates; $runs run(s)"
 echo "halo-rfs-bench: $bin ($(stat -c '%s bytes, %y' "$bin"))"
 tar -C /usr -cf "$tmp/include.tar" include
@@ -63,11 +114,13 @@ not_measured() {  # mode, reason
 }
 
 # Runs halo-rfs-bench, appends its lines to the results; a failure becomes "not measured".
-measure() {  # label, then halo-rfs-bench arguments
-	local label=$1 out rc=0
+measure() {  # label, DEV:DIR mounts, --, then halo-rfs-bench arguments
+	local label=$1 out rc=0 mounts=()
+	shift
+	while [[ $1 != -- ]]; do mounts+=("$1"); shift; done
 	shift
 	echo "== $label"
-	out=$("$@" --label "$label" "${common[@]}" 2>&1) || rc=$?
+	out=$(in_fs "${mounts[@]}" -- "$@" --label "$label" "${common[@]}" 2>&1) || rc=$?
 	echo "$out" | sed 's/^/   /'
 	echo "$out" | grep -E '^(result|note) ' >>"$results" || true
 	if ((rc != 0)); then
@@ -86,7 +139,8 @@ measure_fuse() {  # label, then the file system's command with SRC and MNT as pl
 	cmd=("${cmd[@]//MNT/$mnt}")
 	echo "== $label: ${cmd[*]}"
 	local out rc=0
-	out=$(unshare -m --propagation private bash -c '
+	new_fs
+	out=$(in_fs "$REPLY:$src" -- bash -c '
 		bin=$1 mnt=$2 label=$3; shift 3
 		fs=(); while [[ $1 != -- ]]; do fs+=("$1"); shift; done; shift
 		# passthrough_ll keeps one descriptor per known inode: a limit of 20000 or less ends the
@@ -113,6 +167,7 @@ measure_fuse() {  # label, then the file system's command with SRC and MNT as pl
 		not_measured "$label" "$(reason_of "$rc" "$out")"
 	fi
 	rm -rf "$src" "$mnt" "$mnt.log"
+	drop_fs
 }
 
 reason_of() {  # exit status, output: the last "error" line's text, else the status and last line
@@ -126,9 +181,10 @@ wanted() { [[ ",$only," == *",$1,"* ]]; }
 for run in $(seq "$runs"); do
 	((runs == 1)) || echo "=== run $run of $runs"
 	if wanted native; then
-		mkdir -p "$tmp/native"
-		measure native "$bin" --mode plain --dir "$tmp/native"
+		new_fs
+		measure native "$REPLY:$tmp/native" -- "$bin" --mode plain --dir "$tmp/native"
 		rm -rf "$tmp/native"
+		drop_fs
 	fi
 
 	if wanted bindfs || wanted bindfs-mt; then
@@ -173,13 +229,22 @@ for run in $(seq "$runs"); do
 		rm -rf "$pt" "$pt.build"
 	fi
 
-	for mode in halo-fuse halo-repl; do
-		if wanted $mode; then
-			mkdir -p "$tmp/$mode"
-			measure $mode "$bin" --mode $mode --dir "$tmp/$mode" $peer_sync
-			rm -rf "$tmp/$mode"
-		fi
-	done
+	# halo-rfs-bench uses DIR/primary (and DIR/secondary for the replica).
+	if wanted halo-fuse; then
+		new_fs
+		measure halo-fuse "$REPLY:$tmp/halo-fuse/primary" -- "$bin" --mode halo-fuse --dir "$tmp/halo-fuse"
+		rm -rf "$tmp/halo-fuse"
+		drop_fs
+	fi
+	if wanted halo-repl; then
+		new_fs
+		primary=$REPLY
+		new_fs
+		measure halo-repl "$primary:$tmp/halo-repl/primary" "$REPLY:$tmp/halo-repl/secondary" -- \
+			"$bin" --mode halo-repl --dir "$tmp/halo-repl" $peer_sync
+		rm -rf "$tmp/halo-repl"
+		drop_fs
+	fi
 done
 
 echo

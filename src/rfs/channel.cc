@@ -18,7 +18,11 @@ namespace {
 
 class PlainChannel : public Channel {
  public:
-  explicit PlainChannel(int fd) : fd_(fd) { fcntl(fd_, F_SETFL, fcntl(fd_, F_GETFL) | O_NONBLOCK); }
+  // The socket blocks, so that a read is one recv that sleeps until data comes (not recv, poll,
+  // recv: the stream's reader wakes for nearly every record); every send says MSG_DONTWAIT.
+  explicit PlainChannel(int fd) : fd_(fd) {
+    fcntl(fd_, F_SETFL, fcntl(fd_, F_GETFL) & ~O_NONBLOCK);
+  }
   ~PlainChannel() override { ::close(fd_); }
 
   Status writeAll(std::string_view data, Millis timeout) override {
@@ -26,7 +30,7 @@ class PlainChannel : public Channel {
       if (closed_.load()) {
         return unavailable("the connection was shut down");
       }
-      ssize_t n = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
+      ssize_t n = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
       if (n > 0) {
         data.remove_prefix(static_cast<size_t>(n));
         continue;
@@ -63,7 +67,7 @@ class PlainChannel : public Channel {
       msghdr msg{};
       msg.msg_iov = iov.data() + first;
       msg.msg_iovlen = std::min<size_t>(iov.size() - first, IOV_MAX);
-      ssize_t n = ::sendmsg(fd_, &msg, MSG_NOSIGNAL);
+      ssize_t n = ::sendmsg(fd_, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
       if (n < 0 && errno == EINTR) {
         continue;
       }
@@ -100,16 +104,49 @@ class PlainChannel : public Channel {
     return n > 0 ? static_cast<size_t>(n) : 0;
   }
 
+  size_t tryWritev(const std::vector<std::string_view>& pieces) override {
+    if (closed_.load() || pieces.empty()) {
+      return 0;
+    }
+    iovec iov[8];
+    size_t count = 0;
+    for (auto p : pieces) {
+      if (count == std::size(iov)) {
+        break;  // the caller queues the rest
+      }
+      iov[count++] = {const_cast<char*>(p.data()), p.size()};
+    }
+    msghdr msg{};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = count;
+    ssize_t n = ::sendmsg(fd_, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    return n > 0 ? static_cast<size_t>(n) : 0;
+  }
+
   Result<size_t> read(char* out, size_t size, Millis timeout) override {
+    const bool wait = timeout.count() > 0;
+    if (wait && timeout != receive_timeout_) {
+      timeval tv{};
+      tv.tv_sec = timeout.count() / 1000;
+      tv.tv_usec = (timeout.count() % 1000) * 1000;
+      if (::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0) {
+        return unavailable(std::string("setsockopt SO_RCVTIMEO: ") + std::strerror(errno));
+      }
+      receive_timeout_ = timeout;
+    }
     while (true) {
       if (closed_.load()) {
         return unavailable("the connection was shut down");
       }
-      ssize_t n = ::recv(fd_, out, size, 0);
+      // shutdown() from another thread wakes a recv sleeping here (it then returns 0).
+      ssize_t n = ::recv(fd_, out, size, wait ? 0 : MSG_DONTWAIT);
       if (n > 0) {
         return static_cast<size_t>(n);
       }
       if (n == 0) {
+        if (closed_.load()) {
+          return unavailable("the connection was shut down");
+        }
         return unavailable("connection closed by the peer");
       }
       if (errno == EINTR) {
@@ -118,11 +155,7 @@ class PlainChannel : public Channel {
       if (errno != EAGAIN && errno != EWOULDBLOCK) {
         return unavailable(std::string("recv: ") + std::strerror(errno));
       }
-      pollfd p{fd_, POLLIN, 0};
-      int r = ::poll(&p, 1, static_cast<int>(timeout.count()));
-      if (r == 0) {
-        return deadlineExceeded("nothing received for " + std::to_string(timeout.count()) + " ms");
-      }
+      return deadlineExceeded("nothing received for " + std::to_string(timeout.count()) + " ms");
     }
   }
 
@@ -136,6 +169,7 @@ class PlainChannel : public Channel {
  private:
   const int fd_;
   std::atomic<bool> closed_{false};
+  Millis receive_timeout_{0};  // SO_RCVTIMEO as last set (only the reader's thread reads)
 };
 
 }  // namespace

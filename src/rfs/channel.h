@@ -35,6 +35,10 @@ class Channel {
   // Writes what fits now without waiting: the bytes written (0 when none, or when this kind
   // of channel cannot: the caller queues the rest). Same thread rules as writeAll.
   virtual size_t tryWrite(std::string_view /*data*/) { return 0; }
+  // The same for pieces written in order as one stream.
+  virtual size_t tryWritev(const std::vector<std::string_view>& pieces) {
+    return pieces.size() == 1 ? tryWrite(pieces[0]) : 0;
+  }
   // Reads at least one byte and at most `size`, waiting at most `timeout` (DeadlineExceeded).
   // Unavailable with "connection closed by the peer" at the end of the stream.
   virtual Result<size_t> read(char* out, size_t size, Millis timeout) = 0;

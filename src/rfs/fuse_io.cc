@@ -169,6 +169,9 @@ void FuseFs::Impl::write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t
   uint64_t seq = 0;
   ssize_t n;
   int err = 0;
+  // The record's copy of the bytes is made before taking the ordering lock, which every other
+  // operation waits for (a 1 MiB copy is a good part of a write's time).
+  std::string data(buf, size);
   {
     std::unique_lock lock(mu_);
     ActivityLog::Ticket ticket =
@@ -185,7 +188,8 @@ void FuseFs::Impl::write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t
         op.type = OpType::Write;
         op.path = std::move(*path);
         op.offset = static_cast<uint64_t>(off);
-        op.data.assign(buf, static_cast<size_t>(n));
+        data.resize(static_cast<size_t>(n));
+        op.data = std::move(data);
         setResultingMtime(h->fd, &op);
         seq = submit(std::move(op));
         if (Node* nd = node(ino)) {

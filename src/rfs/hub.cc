@@ -38,14 +38,15 @@ Hub::~Hub() {
 uint64_t Hub::submit(Op op) {
   std::lock_guard<std::mutex> lock(mutex_);
   op.seq = next_seq_++;
-  if (session_) {
-    session_->send(op);
-  }
+  const uint64_t seq = op.seq;
   track(op);
   if (observer_) {
     observer_(op);
   }
-  return op.seq;
+  if (session_) {
+    session_->send(std::move(op));  // last: a write's data moves into the record
+  }
+  return seq;
 }
 
 void Hub::track(const Op& op) {
@@ -119,8 +120,8 @@ JournalDelta Hub::journalDelta() {
   // Once written: every operation so far is in it, but those still awaiting the secondary's
   // disk (and all of them while a marker is out: its log is not the one written).
   if (marker_seq_ == 0) {
-    d.upto = session_ && synced_ ? std::min({next_seq_ - 1, durable_, local_durable_})
-                                 : next_seq_ - 1;
+    d.upto =
+        session_ && synced_ ? std::min({next_seq_ - 1, durable_, local_durable_}) : next_seq_ - 1;
   }
   // While a marker is out, the journal keeps the log it counts from (still the truth).
   d.complete = log_.complete() && (marker_seq_ == 0 || resync_log_.complete());
@@ -223,8 +224,9 @@ uint64_t Hub::submitTo(uint64_t id, Op op) {
     return 0;
   }
   op.seq = next_seq_++;
-  session_->send(op);
-  return op.seq;
+  const uint64_t seq = op.seq;
+  session_->send(std::move(op));
+  return seq;
 }
 
 void Hub::waitRoom(uint64_t id) {

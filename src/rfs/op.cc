@@ -350,6 +350,13 @@ Result<XattrList> decodeXattrs(std::string_view data) {
 }
 
 void encodeOp(const Op& op, std::string* out) {
+  out->reserve(out->size() + 160 + op.path.size() + op.path2.size() + op.name.size() +
+               op.data.size());
+  encodeOpHead(op, out);
+  out->append(op.data);
+}
+
+void encodeOpHead(const Op& op, std::string* out) {
   size_t start = out->size();
   putLe<uint32_t>(out, 0);  // patched below
   putU8(out, kFormatVersion);
@@ -371,11 +378,35 @@ void encodeOp(const Op& op, std::string* out) {
   putString(out, op.path);
   putString(out, op.path2);
   putString(out, op.name);
-  putString(out, op.data);
-  auto len = static_cast<uint32_t>(out->size() - start - 4);
+  putLe<uint32_t>(out, static_cast<uint32_t>(op.data.size()));  // the bytes follow
+  auto len = static_cast<uint32_t>(out->size() - start - 4 + op.data.size());
   for (size_t i = 0; i < 4; ++i) {
     (*out)[start + i] = static_cast<char>((len >> (8 * i)) & 0xff);
   }
+}
+
+// An ack request: u32 length (10), the format version, this type byte (beyond every OpType), u64.
+constexpr uint8_t kAckRequestType = 0xA5;
+constexpr uint32_t kAckRequestLength = 1 + 1 + 8;
+
+void encodeAckRequest(uint64_t upto, std::string* out) {
+  putLe<uint32_t>(out, kAckRequestLength);
+  putU8(out, kFormatVersion);
+  putU8(out, kAckRequestType);
+  putLe(out, upto);
+}
+
+std::optional<std::pair<uint64_t, size_t>> decodeAckRequest(std::string_view in) {
+  Reader r(in);
+  uint32_t len = 0;
+  uint8_t version = 0;
+  uint8_t type = 0;
+  uint64_t upto = 0;
+  if (!r.get(&len) || len != kAckRequestLength || !r.get(&version) || version != kFormatVersion ||
+      !r.get(&type) || type != kAckRequestType || !r.get(&upto)) {
+    return std::nullopt;
+  }
+  return std::make_pair(upto, size_t{4} + kAckRequestLength);
 }
 
 Result<std::pair<Op, size_t>> decodeOp(std::string_view in) {

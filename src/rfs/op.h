@@ -5,6 +5,7 @@
 // order (applier.h). Paths never cross a symlink: the primary's FUSE layer sees every component.
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -142,6 +143,16 @@ Status validateOp(const Op& op);
 
 // Appends one self-delimiting record (u32 little-endian length, then the fields) to *out.
 void encodeOp(const Op& op, std::string* out);
+// The same record without the bytes of op.data, which follow it on the wire (so a sender can
+// write a write's data from where it is, without copying it into the record).
+void encodeOpHead(const Op& op, std::string* out);
+// The stream's one control record, not an operation (no sequence number of its own): the
+// primary waits for an acknowledgement of everything up to `upto`, so the secondary should send
+// one as soon as it has applied that far (it otherwise acknowledges only now and then).
+void encodeAckRequest(uint64_t upto, std::string* out);
+// When the whole record at the front of `in` is an ack request: its `upto` and size (the same
+// length checks as decodeOp). nullopt for anything else, complete or not: decodeOp decides.
+std::optional<std::pair<uint64_t, size_t>> decodeAckRequest(std::string_view in);
 // Decodes the record at the front of `in`. Returns the op and the bytes it used; Unavailable
 // when `in` holds less than one whole record (read more); InvalidArgument naming the field for a
 // malformed record (bad type, bound exceeded, invalid path, trailing bytes). Never reads past

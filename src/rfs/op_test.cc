@@ -189,6 +189,37 @@ void putU32(std::string* s, size_t at, uint32_t v) {
   }
 }
 
+TEST(AckRequestTest, RoundTripsAndIsNeverAnOp) {
+  std::string wire;
+  encodeAckRequest(0x0102030405060708ull, &wire);
+  auto request = decodeAckRequest(wire);
+  ASSERT_TRUE(request.has_value());
+  EXPECT_EQ(request->first, 0x0102030405060708ull);
+  EXPECT_EQ(request->second, wire.size());
+  // Not an operation, and not a request when cut short.
+  EXPECT_FALSE(decodeOp(wire).ok());
+  EXPECT_FALSE(decodeAckRequest(std::string_view(wire).substr(0, wire.size() - 1)).has_value());
+  // An operation is not a request; the head of a record plus its data is the record.
+  Op op;
+  op.type = OpType::Write;
+  op.seq = 9;
+  op.path = "a/b";
+  op.data = std::string(5000, 'x');
+  std::string whole;
+  encodeOp(op, &whole);
+  EXPECT_FALSE(decodeAckRequest(whole).has_value());
+  std::string head;
+  encodeOpHead(op, &head);
+  EXPECT_EQ(head + op.data, whole);
+  // A request after a record leaves both decodable.
+  std::string stream = whole;
+  encodeAckRequest(9, &stream);
+  ASSERT_EQ(decodeAckRequest(std::string_view(stream).substr(whole.size()))->first, 9u);
+  auto back = decodeOp(stream);
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(back->first, op);
+}
+
 TEST(OpTest, TypeNames) {
   EXPECT_STREQ(opTypeName(OpType::Write), "Write");
   EXPECT_STREQ(opTypeName(OpType::RemoveXattr), "RemoveXattr");

@@ -1,3 +1,4 @@
+#include <malloc.h>
 #include <unistd.h>
 
 #include <cinttypes>
@@ -9,6 +10,13 @@
 #include "rfs/service_util.h"
 
 namespace halo::rfs {
+
+void tuneAllocatorForRecords() {
+  // Records stay below the mmap threshold (no mmap/munmap per write), and an arena keeps up to
+  // a full send queue of freed memory instead of trimming it at every free.
+  mallopt(M_MMAP_THRESHOLD, 4 << 20);
+  mallopt(M_TRIM_THRESHOLD, static_cast<int>(LinkOptions().queue_limit));
+}
 
 namespace {
 constexpr Millis kSampleEvery{1000};
@@ -147,7 +155,7 @@ Status PrimaryService::stop() {
     manifests.swap(manifest_threads_);
   }
   if (hub_) {
-    syncLocally();  // a clean stop leaves the activity log nothing to keep
+    syncLocally();             // a clean stop leaves the activity log nothing to keep
     hub_->closeSession(true);  // the runtime stops us after the application: all is written
     hub_->reap();
   }

@@ -259,6 +259,7 @@ class Control {
 }  // namespace
 
 int main(int argc, char** argv) {
+  halo::rfs::tuneAllocatorForRecords();
   if (argc < 2) {
     return usage();
   }

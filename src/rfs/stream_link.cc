@@ -19,7 +19,10 @@ constexpr size_t kBatchBytes = 256 * 1024;
 constexpr size_t kReadChunk = 256 * 1024;
 // Readers wake this often to notice a stop even when the peer says nothing.
 constexpr Millis kReadPoll{1000};
-// Acknowledge at least this often while records keep coming.
+// The secondary acknowledges what the primary asks for (ack requests, Fsync records) at once,
+// and otherwise at least this often while records keep coming, and after LinkOptions::idle_ack
+// without any: every acknowledgement wakes the primary's reader, so one per record would double
+// the cost of the stream's small records.
 constexpr int kAckEveryOps = 64;
 constexpr size_t kAckEveryBytes = 1 << 20;
 constexpr size_t kRecordOverhead = 128;  // what an Op costs in the buffer beyond its strings
@@ -341,7 +344,7 @@ std::string StreamSender::lostReason() const {
   return lost_reason_;
 }
 
-void StreamSender::send(const Op& op) {
+void StreamSender::send(Op op) {
   std::unique_lock<std::mutex> lock(mutex_);
   if (lost_) {
     return;
@@ -371,19 +374,41 @@ void StreamSender::send(const Op& op) {
     declareLost("internal error: an unsendable record: " + v.message());
     return;
   }
-  std::string record;
-  encodeOp(op, &record);
+  if (op.type == OpType::Fsync) {
+    requested_ = op.seq;  // the secondary acknowledges every Fsync record as it applies it
+  }
+  OutRecord record;
+  encodeOpHead(op, &record.head);
+  record.data = std::move(op.data);
   ++next_seq_;
+  pushLocked(std::move(record));
+}
+
+void StreamSender::OutRecord::appendPieces(std::vector<std::string_view>* pieces) const {
+  if (skip < head.size()) {
+    pieces->push_back(std::string_view(head).substr(skip));
+    if (!data.empty()) {
+      pieces->push_back(data);
+    }
+  } else if (skip - head.size() < data.size()) {
+    pieces->push_back(std::string_view(data).substr(skip - head.size()));
+  }
+}
+
+void StreamSender::pushLocked(OutRecord record) {
   // Idle link: written right here, which spares a thread handoff on every synchronous
   // operation. Only on connection 0, once answered, with nothing queued or being written on it.
-  if (queue_.empty() && greeted_[0] && !writing_[0] && front_[0].empty()) {
-    const size_t n = channels_[0]->tryWrite(record);
+  if (queue_.empty() && greeted_[0] && !writing_[0] && front_[0].size() == 0) {
+    direct_pieces_.clear();
+    record.appendPieces(&direct_pieces_);
+    const size_t n = channels_[0]->tryWritev(direct_pieces_);
     bytes_sent_ += n;
     if (n == record.size()) {
       return;
     }
     if (n > 0) {
-      front_[0] = record.substr(n);  // the rest before anything else on that connection
+      record.skip += n;
+      front_[0] = std::move(record);  // the rest before anything else on that connection
       queued_cv_.notify_all();
       return;
     }
@@ -395,6 +420,17 @@ void StreamSender::send(const Op& op) {
 
 bool StreamSender::waitAcked(uint64_t seq) {
   std::unique_lock<std::mutex> lock(mutex_);
+  if (acked_.load() >= seq || lost_) {
+    return acked_.load() >= seq;
+  }
+  // The secondary acknowledges on its own only now and then: ask for this one (once for all
+  // the waiters up to `seq`).
+  if (requested_ < seq && seq < next_seq_) {
+    requested_ = seq;
+    OutRecord request;
+    encodeAckRequest(seq, &request.head);
+    pushLocked(std::move(request));
+  }
   const auto deadline = time_.monotonicTime() + options_.send_timeout;
   while (!lost_ && acked_.load() < seq) {
     if (acked_cv_.wait_until(lock, deadline) == std::cv_status::timeout && acked_.load() < seq) {
@@ -448,23 +484,23 @@ void StreamSender::sendLoop(size_t index) {
     std::lock_guard<std::mutex> lock(mutex_);
     greeted_[index] = true;
   }
-  std::vector<std::string> batch;
+  std::vector<OutRecord> batch;
   std::vector<std::string_view> pieces;
   while (true) {
     size_t bytes = 0;
     {
       std::unique_lock<std::mutex> lock(mutex_);
-      queued_cv_.wait(lock, [&] { return lost_ || !queue_.empty() || !front_[index].empty(); });
+      queued_cv_.wait(lock, [&] { return lost_ || !queue_.empty() || front_[index].size() != 0; });
       if (lost_) {
         return;
       }
       // What a direct write left half written goes first on its connection; then many small
       // records in one system call, a big one alone.
       batch.clear();
-      if (!front_[index].empty()) {
+      if (front_[index].size() != 0) {
         bytes += front_[index].size();
         batch.push_back(std::move(front_[index]));
-        front_[index].clear();
+        front_[index] = OutRecord();
       }
       while (!queue_.empty() && (batch.empty() || bytes + queue_.front().size() <= kBatchBytes)) {
         queued_bytes_ -= queue_.front().size();
@@ -475,7 +511,10 @@ void StreamSender::sendLoop(size_t index) {
       writing_[index] = true;
     }
     space_cv_.notify_all();
-    pieces.assign(batch.begin(), batch.end());
+    pieces.clear();
+    for (const OutRecord& r : batch) {
+      r.appendPieces(&pieces);
+    }
     Status s = channels_[index]->writeAllv(pieces, options_.send_timeout);
     {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -668,7 +707,32 @@ void StreamReceiver::markDurable(uint64_t seq) {
   uint64_t d = durable_.load();
   while (seq > d && !durable_.compare_exchange_weak(d, seq)) {
   }
-  sendFrame(FrameType::Ack, encodeAck(applied_.load(), durable_.load()));
+  sendAck();
+}
+
+bool StreamReceiver::sendAck() {
+  const uint64_t applied = applied_.load();
+  if (!sendFrame(FrameType::Ack, encodeAck(applied, durable_.load()))) {
+    return false;
+  }
+  uint64_t sent = ack_sent_.load();
+  while (applied > sent && !ack_sent_.compare_exchange_weak(sent, applied)) {
+  }
+  return true;
+}
+
+bool StreamReceiver::requestAck(uint64_t upto) {
+  uint64_t wanted = ack_wanted_.load();
+  while (upto > wanted && !ack_wanted_.compare_exchange_weak(wanted, upto)) {
+  }
+  // Already applied (the request came after its records, or on another connection): now. Else
+  // the record reaching `upto` is acknowledged as it is applied (applyOne reads ack_wanted_
+  // after publishing applied_, this reads applied_ after publishing ack_wanted_: one of the two
+  // sees the other).
+  if (applied_.load() >= upto && ack_sent_.load() < upto) {
+    return sendAck();
+  }
+  return true;
 }
 
 bool StreamReceiver::sendFrame(FrameType type, const std::string& payload) {
@@ -698,9 +762,16 @@ void StreamReceiver::readLoop(size_t index) {
     if (buffer.size() < have + kReadChunk) {
       buffer.resize(have + kReadChunk);
     }
-    auto n = channels_[index]->read(buffer.data() + have, kReadChunk, kReadPoll);
+    const bool unacked = inline_apply && applied_.load() > ack_sent_.load();
+    auto n = channels_[index]->read(buffer.data() + have, kReadChunk,
+                                    unacked ? options_.idle_ack : kReadPoll);
     if (!n.ok()) {
       if (n.status().code() == StatusCode::DeadlineExceeded) {
+        if (unacked && !sendAck()) {
+          return;
+        }
+        ops_since_ack = 0;
+        bytes_since_ack = 0;
         continue;
       }
       end("the primary's end: " + n.status().message());
@@ -711,7 +782,15 @@ void StreamReceiver::readLoop(size_t index) {
     size_t used = 0;
     decoded.clear();
     while (true) {
-      auto rec = decodeOp(std::string_view(buffer.data() + used, have - used));
+      const std::string_view rest(buffer.data() + used, have - used);
+      if (auto request = decodeAckRequest(rest)) {
+        used += request->second;
+        if (!requestAck(request->first)) {
+          return;
+        }
+        continue;
+      }
+      auto rec = decodeOp(rest);
       if (!rec.ok()) {
         if (rec.status().code() != StatusCode::Unavailable) {
           end("bad record from the primary: " + rec.status().message());
@@ -732,7 +811,7 @@ void StreamReceiver::readLoop(size_t index) {
           return;
         }
         ++next_seq_;
-        if (!applyOne(decoded[i], i + 1 < decoded.size(), &ops_since_ack, &bytes_since_ack)) {
+        if (!applyOne(decoded[i], &ops_since_ack, &bytes_since_ack)) {
           return;
         }
       }
@@ -765,12 +844,22 @@ void StreamReceiver::applyLoop() {
   size_t bytes_since_ack = 0;
   while (true) {
     Op op;
-    bool more = false;
     {
       std::unique_lock<std::mutex> lock(mutex_);
-      ready_cv_.wait(lock, [this] {
+      auto ready = [this] {
         return ended_ || (!pending_.empty() && pending_.begin()->first == next_seq_);
-      });
+      };
+      if (applied_.load() > ack_sent_.load() &&
+          !ready_cv_.wait_for(lock, options_.idle_ack, ready)) {
+        lock.unlock();
+        if (!sendAck()) {
+          return;
+        }
+        ops_since_ack = 0;
+        bytes_since_ack = 0;
+        continue;
+      }
+      ready_cv_.wait(lock, ready);
       if (ended_) {
         return;
       }
@@ -778,17 +867,15 @@ void StreamReceiver::applyLoop() {
       pending_.erase(pending_.begin());
       pending_bytes_ -= op.data.size() + op.path.size() + op.path2.size() + kRecordOverhead;
       ++next_seq_;
-      more = !pending_.empty() && pending_.begin()->first == next_seq_;
     }
     room_cv_.notify_all();
-    if (!applyOne(op, more, &ops_since_ack, &bytes_since_ack)) {
+    if (!applyOne(op, &ops_since_ack, &bytes_since_ack)) {
       return;
     }
   }
 }
 
-bool StreamReceiver::applyOne(const Op& op, bool more, int* ops_since_ack,
-                              size_t* bytes_since_ack) {
+bool StreamReceiver::applyOne(const Op& op, int* ops_since_ack, size_t* bytes_since_ack) {
   if (op.root >= appliers_.size()) {
     sendFrame(FrameType::Error, "record for replicated directory " + std::to_string(op.root) +
                                     ", this node has " + std::to_string(appliers_.size()));
@@ -824,9 +911,10 @@ bool StreamReceiver::applyOne(const Op& op, bool more, int* ops_since_ack,
   }
   ++*ops_since_ack;
   *bytes_since_ack += op.data.size();
-  if (!more || *ops_since_ack >= kAckEveryOps || *bytes_since_ack >= kAckEveryBytes ||
-      op.type == OpType::Fsync) {
-    if (!sendFrame(FrameType::Ack, encodeAck(op.seq, durable_.load()))) {
+  const uint64_t wanted = ack_wanted_.load();
+  if ((op.seq >= wanted && wanted > ack_sent_.load()) || op.type == OpType::Fsync ||
+      *ops_since_ack >= kAckEveryOps || *bytes_since_ack >= kAckEveryBytes) {
+    if (!sendAck()) {
       return false;
     }
     *ops_since_ack = 0;

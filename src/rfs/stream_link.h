@@ -37,6 +37,9 @@ struct LinkOptions {
   // (<rfs sendtimeout>).
   Millis send_timeout{30000};
   Millis connect_timeout{5000};
+  // The secondary acknowledges what the primary asks for at once, and otherwise after this long
+  // without a new record (or every 64 records / 1 MiB).
+  Millis idle_ack{10};
   size_t queue_limit = 32u << 20;  // bytes of records queued before send() waits
 };
 
@@ -109,8 +112,9 @@ class StreamSender {
   ~StreamSender();
 
   // Queues one record; op.seq must follow the previous one (the first is first_seq). Waits while
-  // the queue is full; that wait, too, is bounded by send_timeout. Dropped once lost.
-  void send(const Op& op);
+  // the queue is full; that wait, too, is bounded by send_timeout. Dropped once lost. A write's
+  // data is written from op.data as it is (moved in: no copy).
+  void send(Op op);
   // Returns once every record up to `seq` is acknowledged (true), or the link is lost (false);
   // not acknowledged within send_timeout declares it lost.
   bool waitAcked(uint64_t seq);
@@ -129,6 +133,17 @@ class StreamSender {
  private:
   StreamSender(std::vector<std::unique_ptr<Channel>> channels, uint64_t first_seq,
                LinkOptions options, TimeSource& time, Events events, std::string greeting);
+  // An encoded record waiting to be written: its head, then a write's data (not copied into the
+  // head); `skip` bytes of the two were already written.
+  struct OutRecord {
+    std::string head;
+    std::string data;
+    size_t skip = 0;
+    size_t size() const { return head.size() + data.size() - skip; }
+    void appendPieces(std::vector<std::string_view>* pieces) const;
+  };
+  // Writes a record now if connection 0 is idle, else queues it (mutex_ held).
+  void pushLocked(OutRecord record);
   void sendLoop(size_t index);
   void readLoop();
   void readFrames();
@@ -146,19 +161,21 @@ class StreamSender {
   std::atomic<uint64_t> bytes_sent_{0};
 
   mutable std::mutex mutex_;
-  std::condition_variable queued_cv_;  // senders wait for records
-  std::condition_variable space_cv_;   // send() waits for queue space
-  std::condition_variable acked_cv_;   // waitAcked waits
-  std::deque<std::string> queue_;      // encoded records; guarded by mutex_
-  size_t queued_bytes_ = 0;            // guarded by mutex_
-  uint64_t next_seq_;                  // guarded by mutex_
-  std::string lost_reason_;            // guarded by mutex_
-  bool closing_ = false;               // guarded by mutex_
+  std::condition_variable queued_cv_;            // senders wait for records
+  std::condition_variable space_cv_;             // send() waits for queue space
+  std::condition_variable acked_cv_;             // waitAcked waits
+  std::deque<OutRecord> queue_;                  // guarded by mutex_
+  std::vector<std::string_view> direct_pieces_;  // pushLocked's; guarded by mutex_
+  size_t queued_bytes_ = 0;                      // guarded by mutex_
+  uint64_t next_seq_;                            // guarded by mutex_
+  uint64_t requested_ = 0;                       // the highest ack request sent; guarded by mutex_
+  std::string lost_reason_;                      // guarded by mutex_
+  bool closing_ = false;                         // guarded by mutex_
   // Per connection, guarded by mutex_: its answer written; a send thread writing on it; the
   // rest of a record a direct write in send() left half written.
   std::vector<bool> greeted_;
   std::vector<bool> writing_;
-  std::vector<std::string> front_;
+  std::vector<OutRecord> front_;
   std::vector<std::thread> threads_;
 };
 
@@ -195,7 +212,11 @@ class StreamReceiver {
   void readLoop(size_t index);
   void applyLoop();
   // Applies one record and acknowledges as needed; false when the session ends.
-  bool applyOne(const Op& op, bool more, int* ops_since_ack, size_t* bytes_since_ack);
+  bool applyOne(const Op& op, int* ops_since_ack, size_t* bytes_since_ack);
+  // Acknowledges everything applied so far; false when the session ends.
+  bool sendAck();
+  // The primary asked for an acknowledgement up to `upto` (an ack request record).
+  bool requestAck(uint64_t upto);
   void end(const std::string& why, bool planned = false);
 
   std::vector<std::unique_ptr<Channel>> channels_;
@@ -204,6 +225,8 @@ class StreamReceiver {
   Events events_;
   std::atomic<uint64_t> applied_{0};
   std::atomic<uint64_t> durable_{0};
+  std::atomic<uint64_t> ack_sent_{0};    // the last acknowledgement's `applied`
+  std::atomic<uint64_t> ack_wanted_{0};  // the highest ack request
   std::atomic<uint64_t> bytes_received_{0};
   std::atomic<bool> ended_{false};
 

@@ -185,6 +185,40 @@ TEST_F(StreamLinkTest, OneConnectionAppliesInOrderAndAcknowledges) {
   EXPECT_EQ(read("f").substr(0, 12), "012345678901");
 }
 
+// The secondary acknowledges unasked only every 64 records or after idle_ack (ten minutes
+// here): a wait gets its acknowledgement within send_timeout (3 s) only by asking for it.
+TEST_F(StreamLinkTest, AWaitAsksForItsAcknowledgement) {
+  options_.idle_ack = Millis(600000);
+  listen();
+  auto s = connect();
+  ASSERT_TRUE(s.ok()) << s.status().message();
+  startReceiver(std::move(*s));
+  send(createOp("f"));
+  send(writeOp("f", "abc"));
+  ASSERT_TRUE(sender_->waitAcked(2)) << lost_ << ended_;
+  // Asked after the record was applied: answered at once too.
+  send(writeOp("f", "d", 3));
+  ASSERT_TRUE(waitUntil([&] { return receiver_->applied() == 3; }, 3000));
+  ASSERT_TRUE(sender_->waitAcked(3)) << lost_ << ended_;
+  EXPECT_EQ(read("f"), "abcd");
+}
+
+TEST_F(StreamLinkTest, AnAckRequestMayOvertakeItsRecord) {
+  options_.idle_ack = Millis(600000);
+  listen();
+  auto s = connect(4);
+  ASSERT_TRUE(s.ok()) << s.status().message();
+  startReceiver(std::move(*s));
+  send(createOp("f"));
+  for (int round = 0; round < 20; ++round) {
+    // A large record goes through the queue to any connection; the request right behind it
+    // may arrive first on another one.
+    send(writeOp("f", std::string(300 * 1024, static_cast<char>('a' + round))));
+    ASSERT_TRUE(sender_->waitAcked(next_seq_ - 1)) << round << " " << lost_ << ended_;
+    ASSERT_EQ(read("f")[0], static_cast<char>('a' + round));
+  }
+}
+
 TEST_F(StreamLinkTest, SeveralConnectionsKeepTheOrder) {
   listen();
   auto s = connect(4);
