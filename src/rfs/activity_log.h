@@ -159,14 +159,14 @@ class ActivityLog {
 
   mutable std::mutex mutex_;
   std::condition_variable cv_;
-  std::deque<Epoch> epochs_;  // live, oldest first; the last is the current one; mutex_
-  std::set<Key> queued_;      // waiting for the next commit; mutex_
-  uint64_t next_batch_ = 1;   // the batch queued_ will be; mutex_
-  uint64_t done_batch_ = 0;   // the last batch written (or failed); mutex_
-  bool busy_ = false;         // a thread is writing the database; mutex_
-  bool broken_ = false;       // mutex_
+  std::deque<Epoch> epochs_;         // live, oldest first; the last is the current one; mutex_
+  std::set<Key> queued_;             // waiting for the next commit; mutex_
+  uint64_t next_batch_ = 1;          // the batch queued_ will be; mutex_
+  uint64_t done_batch_ = 0;          // the last batch written (or failed); mutex_
+  bool busy_ = false;                // a thread is writing the database; mutex_
+  bool broken_ = false;              // mutex_
   void markBroken(const Status& s);  // under mutex_
-  Status error_;              // mutex_
+  Status error_;                     // mutex_
 };
 
 // Turns what a crashed process left into change log entries, looking at this node's tree

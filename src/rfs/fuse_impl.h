@@ -217,8 +217,9 @@ class FuseFs::Impl {
   void forgetDevIno(Node& n);
   void maybeErase(uint64_t id);
   fuse_entry_param entryFor(uint64_t parent, const std::string& name, const struct stat& st);
-  uint64_t submit(Op op) {
-    const uint64_t seq = sink_.submit(std::move(op));
+  // `awaited`: the caller waits for the peer's acknowledgement of it next (OpSink).
+  uint64_t submit(Op op, bool awaited = false) {
+    const uint64_t seq = awaited ? sink_.submitAwaited(std::move(op)) : sink_.submit(std::move(op));
     if (admitted_ != nullptr) {
       admitted_->setSeq(seq);
     }

@@ -117,9 +117,11 @@ void FuseFs::Impl::create(fuse_req_t req, fuse_ino_t parent, const char* name, m
       op.mode = S_IFREG | (err == 0 ? st.st_mode & 07777 : mode & 07777);
       op.uid = err == 0 ? st.st_uid : 0;
       op.gid = err == 0 ? st.st_gid : 0;
-      seq = submit(std::move(op));
       if (err == 0) {
-        seq = submit(timesOf(*path, st));
+        submit(std::move(op));
+        seq = submit(timesOf(*path, st), true);
+      } else {
+        seq = submit(std::move(op), true);
       }
     }
     if (h->fd >= 0 && err == 0) {

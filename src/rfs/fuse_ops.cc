@@ -327,9 +327,11 @@ void FuseFs::Impl::makeNode(fuse_req_t req, fuse_ino_t parent, const char* name,
           op.mode = st.st_mode;
           op.rdev = st.st_rdev;
         }
-        seq = submit(std::move(op));
         if (err == 0) {
-          seq = submit(timesOf(*path, st));
+          submit(std::move(op));
+          seq = submit(timesOf(*path, st), true);
+        } else {
+          seq = submit(std::move(op), true);
         }
       }
     }
@@ -385,7 +387,7 @@ void FuseFs::Impl::unlink(fuse_req_t req, fuse_ino_t parent, const char* name, b
         Op op;
         op.type = dir ? OpType::Rmdir : OpType::Unlink;
         op.path = *path;
-        seq = submit(std::move(op));
+        seq = submit(std::move(op), true);
       }
     }
   }
@@ -414,8 +416,8 @@ void FuseFs::Impl::rename(fuse_req_t req, fuse_ino_t parent, const char* name, f
       struct stat ts;
       struct stat ss;
       const bool replacing = ::fstatat(root_fd_, target->c_str(), &ts, AT_SYMLINK_NOFOLLOW) == 0;
-      const bool moving_dir =
-          ::fstatat(root_fd_, source->c_str(), &ss, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(ss.st_mode);
+      const bool moving_dir = ::fstatat(root_fd_, source->c_str(), &ss, AT_SYMLINK_NOFOLLOW) == 0 &&
+                              S_ISDIR(ss.st_mode);
       // A name that keeps its place but changes its object, or a directory moved (what was born
       // below it while its epoch lasts is found by birth times in the listing it leaves): a
       // crash must not hide them, they are compared entirely.
@@ -458,8 +460,7 @@ void FuseFs::Impl::rename(fuse_req_t req, fuse_ino_t parent, const char* name, f
         maybeErase(a);
         maybeErase(b);
       } else {
-        if (had_target && S_ISREG(to_st.st_mode) && to_st.st_nlink > 1 &&
-            replicated(*to, false)) {
+        if (had_target && S_ISREG(to_st.st_mode) && to_st.st_nlink > 1 && replicated(*to, false)) {
           sink_.changesUntrackable();  // as for unlink: the names it keeps would be missed
         }
         uint64_t old = detach(newparent, newname);

@@ -13,6 +13,10 @@ class Hub::RootSink : public OpSink {
     op.root = root_;
     return hub_.submit(std::move(op));
   }
+  uint64_t submitAwaited(Op op) override {
+    op.root = root_;
+    return hub_.submit(std::move(op), true);
+  }
   void waitAcked(uint64_t seq) override { hub_.waitAcked(seq); }
   void changesUntrackable() override { hub_.markChangesIncomplete(); }
 
@@ -35,7 +39,7 @@ Hub::~Hub() {
   ended_.clear();
 }
 
-uint64_t Hub::submit(Op op) {
+uint64_t Hub::submit(Op op, bool awaited) {
   std::lock_guard<std::mutex> lock(mutex_);
   op.seq = next_seq_++;
   const uint64_t seq = op.seq;
@@ -44,7 +48,9 @@ uint64_t Hub::submit(Op op) {
     observer_(op);
   }
   if (session_) {
-    session_->send(std::move(op));  // last: a write's data moves into the record
+    // Last: a write's data moves into the record. Only a synced session's acknowledgements are
+    // waited for (waitAcked).
+    session_->send(std::move(op), awaited && synced_);
   }
   return seq;
 }

@@ -61,7 +61,8 @@ class Hub {
 
   // The sink of the FUSE mount of root `index` (it sets Op::root).
   OpSink& sink(uint16_t index);
-  uint64_t submit(Op op);
+  // `awaited`: the caller waits for its acknowledgement next (OpSink::submitAwaited).
+  uint64_t submit(Op op, bool awaited = false);
   void waitAcked(uint64_t seq);
   uint64_t lastSeq() const;
 

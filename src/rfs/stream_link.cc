@@ -344,7 +344,7 @@ std::string StreamSender::lostReason() const {
   return lost_reason_;
 }
 
-void StreamSender::send(Op op) {
+void StreamSender::send(Op op, bool ask_ack) {
   std::unique_lock<std::mutex> lock(mutex_);
   if (lost_) {
     return;
@@ -374,24 +374,28 @@ void StreamSender::send(Op op) {
     declareLost("internal error: an unsendable record: " + v.message());
     return;
   }
-  if (op.type == OpType::Fsync) {
-    requested_ = op.seq;  // the secondary acknowledges every Fsync record as it applies it
-  }
   OutRecord record;
   encodeOpHead(op, &record.head);
   record.data = std::move(op.data);
+  if (op.type == OpType::Fsync) {
+    requested_ = op.seq;  // the secondary acknowledges every Fsync record as it applies it
+  } else if (ask_ack) {
+    requested_ = op.seq;
+    encodeAckRequest(op.seq, &record.tail);
+  }
   ++next_seq_;
   pushLocked(std::move(record));
 }
 
 void StreamSender::OutRecord::appendPieces(std::vector<std::string_view>* pieces) const {
-  if (skip < head.size()) {
-    pieces->push_back(std::string_view(head).substr(skip));
-    if (!data.empty()) {
-      pieces->push_back(data);
+  size_t left = skip;  // already written: skip whole parts, then the start of the next
+  for (const std::string* part : {&head, &data, &tail}) {
+    if (left >= part->size()) {
+      left -= part->size();
+      continue;
     }
-  } else if (skip - head.size() < data.size()) {
-    pieces->push_back(std::string_view(data).substr(skip - head.size()));
+    pieces->push_back(std::string_view(*part).substr(left));
+    left = 0;
   }
 }
 

@@ -113,8 +113,9 @@ class StreamSender {
 
   // Queues one record; op.seq must follow the previous one (the first is first_seq). Waits while
   // the queue is full; that wait, too, is bounded by send_timeout. Dropped once lost. A write's
-  // data is written from op.data as it is (moved in: no copy).
-  void send(Op op);
+  // data is written from op.data as it is (moved in: no copy). `ask_ack`: an ack request for this
+  // record goes right behind it, in the same system call (the caller waits for it next).
+  void send(Op op, bool ask_ack = false);
   // Returns once every record up to `seq` is acknowledged (true), or the link is lost (false);
   // not acknowledged within send_timeout declares it lost.
   bool waitAcked(uint64_t seq);
@@ -134,12 +135,13 @@ class StreamSender {
   StreamSender(std::vector<std::unique_ptr<Channel>> channels, uint64_t first_seq,
                LinkOptions options, TimeSource& time, Events events, std::string greeting);
   // An encoded record waiting to be written: its head, then a write's data (not copied into the
-  // head); `skip` bytes of the two were already written.
+  // head), then maybe an ack request; `skip` bytes of the three were already written.
   struct OutRecord {
     std::string head;
     std::string data;
+    std::string tail;
     size_t skip = 0;
-    size_t size() const { return head.size() + data.size() - skip; }
+    size_t size() const { return head.size() + data.size() + tail.size() - skip; }
     void appendPieces(std::vector<std::string_view>* pieces) const;
   };
   // Writes a record now if connection 0 is idle, else queues it (mutex_ held).

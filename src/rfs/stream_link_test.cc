@@ -203,6 +203,22 @@ TEST_F(StreamLinkTest, AWaitAsksForItsAcknowledgement) {
   EXPECT_EQ(read("f"), "abcd");
 }
 
+// A record sent with its ack request (a namespace operation's): the wait asks nothing more.
+TEST_F(StreamLinkTest, ARecordMayCarryItsAckRequest) {
+  options_.idle_ack = Millis(600000);
+  listen();
+  auto s = connect();
+  ASSERT_TRUE(s.ok()) << s.status().message();
+  startReceiver(std::move(*s));
+  for (int i = 0; i < 3; ++i) {
+    Op op = createOp("f" + std::to_string(i));
+    op.seq = next_seq_++;
+    sender_->send(op, true);
+    ASSERT_TRUE(sender_->waitAcked(op.seq)) << i << " " << lost_ << ended_;
+    EXPECT_TRUE(std::filesystem::exists(dir_ + "/f" + std::to_string(i)));
+  }
+}
+
 TEST_F(StreamLinkTest, AnAckRequestMayOvertakeItsRecord) {
   options_.idle_ack = Millis(600000);
   listen();
