@@ -277,6 +277,11 @@ Status Applier::applySetAttr(const Op& op) {
       return errnoStatus("ftruncate", errno);
     }
   }
+  if (auto cached = by_path_.find(op.path); cached != by_path_.end()) {
+    // A regular file open here (just created or written, as an untar's files are): through its
+    // descriptor, without walking the path again for each attribute.
+    return setAttrOn(cached->second->fd, op);
+  }
   HALO_ASSIGN_OR_RETURN(Parent p, openParent(root_fd_, op.path));
   if (op.flags & (kSetUid | kSetGid)) {
     uid_t uid = (op.flags & kSetUid) ? op.uid : static_cast<uid_t>(-1);
@@ -304,6 +309,32 @@ Status Applier::applySetAttr(const Op& op) {
     }
     if (::utimensat(p.fd, p.name.c_str(), ts, AT_SYMLINK_NOFOLLOW) != 0) {
       return errnoStatus("utimensat", errno);
+    }
+  }
+  return okStatus();
+}
+
+Status Applier::setAttrOn(int fd, const Op& op) {
+  if (op.flags & (kSetUid | kSetGid)) {
+    uid_t uid = (op.flags & kSetUid) ? op.uid : static_cast<uid_t>(-1);
+    gid_t gid = (op.flags & kSetGid) ? op.gid : static_cast<gid_t>(-1);
+    if (::fchown(fd, uid, gid) != 0) {
+      return errnoStatus("fchown", errno);
+    }
+  }
+  if ((op.flags & kSetMode) && ::fchmod(fd, op.mode & 07777) != 0) {
+    return errnoStatus("fchmod", errno);
+  }
+  if (op.flags & (kSetAtime | kSetMtime)) {
+    timespec ts[2] = {{0, UTIME_OMIT}, {0, UTIME_OMIT}};
+    if (op.flags & kSetAtime) {
+      ts[0] = {static_cast<time_t>(op.atime_sec), static_cast<long>(op.atime_nsec)};
+    }
+    if (op.flags & kSetMtime) {
+      ts[1] = {static_cast<time_t>(op.mtime_sec), static_cast<long>(op.mtime_nsec)};
+    }
+    if (::futimens(fd, ts) != 0) {
+      return errnoStatus("futimens", errno);
     }
   }
   return okStatus();

@@ -122,6 +122,8 @@ class Applier {
   // Removes `path` and, for a directory, everything below it; absent is fine.
   Status removeTree(const std::string& path);
 
+  // SetAttr's owner, mode and times (not the size) on an open regular file.
+  Status setAttrOn(int fd, const Op& op);
   // A cached O_WRONLY descriptor of regular file `path`, opened (and the least recently used one
   // closed) on a miss.
   Result<int> writeFd(const std::string& path);

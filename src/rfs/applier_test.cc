@@ -206,6 +206,31 @@ TEST_F(ApplierTest, SetAttrAndFallocate) {
   EXPECT_GE(st.st_blocks * 512, (8192 + (1 << 20)));
 }
 
+// A file this applier has open (created here) gets its attributes through the descriptor, one
+// made by someone else through its path: the same result either way, set-user-ID bit included
+// (chown first, then chmod).
+TEST_F(ApplierTest, SetAttrThroughTheOpenDescriptorOrThePath) {
+  mustRun(createOp("open"));
+  ASSERT_EQ(::system(("touch " + at("closed")).c_str()), 0);
+  ASSERT_EQ(applier_->cachedFiles(), 1u);
+  for (const char* name : {"open", "closed"}) {
+    mustRun(makeOp(OpType::SetAttr, name, [](Op& o) {
+      o.flags = kSetMode | kSetUid | kSetGid | kSetMtime;
+      o.mode = 04750;
+      o.uid = 51;
+      o.gid = 52;
+      o.mtime_sec = 3000;
+      o.mtime_nsec = 9;
+    }));
+    struct stat st = lstatOf(at(name));
+    EXPECT_EQ(st.st_mode & 07777, 04750u) << name;
+    EXPECT_EQ(st.st_uid, 51u) << name;
+    EXPECT_EQ(st.st_gid, 52u) << name;
+    EXPECT_EQ(st.st_mtim.tv_sec, 3000) << name;
+    EXPECT_EQ(st.st_mtim.tv_nsec, 9) << name;
+  }
+}
+
 TEST_F(ApplierTest, FsyncWithAndWithoutSync) {
   mustRun(mkdirOp("d"));
   mustRun(createOp("d/f"));
