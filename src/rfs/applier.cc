@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
@@ -32,6 +33,24 @@ Status setMtime(int fd, const Op& op) {
     return errnoStatus("futimens", errno);
   }
   return okStatus();
+}
+
+// SetAttr's owner as chown takes it: -1 for an id the operation does not set.
+std::pair<uid_t, gid_t> ownerToSet(const Op& op) {
+  return {(op.flags & kSetUid) ? op.uid : static_cast<uid_t>(-1),
+          (op.flags & kSetGid) ? op.gid : static_cast<gid_t>(-1)};
+}
+
+// SetAttr's times as utimensat and futimens take them: UTIME_OMIT for one it does not set.
+std::array<timespec, 2> timesToSet(const Op& op) {
+  std::array<timespec, 2> ts = {timespec{0, UTIME_OMIT}, timespec{0, UTIME_OMIT}};
+  if (op.flags & kSetAtime) {
+    ts[0] = {static_cast<time_t>(op.atime_sec), static_cast<long>(op.atime_nsec)};
+  }
+  if (op.flags & kSetMtime) {
+    ts[1] = {static_cast<time_t>(op.mtime_sec), static_cast<long>(op.mtime_nsec)};
+  }
+  return ts;
 }
 
 constexpr size_t kWritePiece = 64 * 1024;
@@ -284,8 +303,7 @@ Status Applier::applySetAttr(const Op& op) {
   }
   HALO_ASSIGN_OR_RETURN(Parent p, openParent(root_fd_, op.path));
   if (op.flags & (kSetUid | kSetGid)) {
-    uid_t uid = (op.flags & kSetUid) ? op.uid : static_cast<uid_t>(-1);
-    gid_t gid = (op.flags & kSetGid) ? op.gid : static_cast<gid_t>(-1);
+    const auto [uid, gid] = ownerToSet(op);
     HALO_RETURN_IF_ERROR(chownAt(p, uid, gid));
   }
   if (op.flags & kSetMode) {
@@ -300,14 +318,8 @@ Status Applier::applySetAttr(const Op& op) {
     HALO_RETURN_IF_ERROR(chmodAt(p, op.mode));
   }
   if (op.flags & (kSetAtime | kSetMtime)) {
-    timespec ts[2] = {{0, UTIME_OMIT}, {0, UTIME_OMIT}};
-    if (op.flags & kSetAtime) {
-      ts[0] = {static_cast<time_t>(op.atime_sec), static_cast<long>(op.atime_nsec)};
-    }
-    if (op.flags & kSetMtime) {
-      ts[1] = {static_cast<time_t>(op.mtime_sec), static_cast<long>(op.mtime_nsec)};
-    }
-    if (::utimensat(p.fd, p.name.c_str(), ts, AT_SYMLINK_NOFOLLOW) != 0) {
+    const auto ts = timesToSet(op);
+    if (::utimensat(p.fd, p.name.c_str(), ts.data(), AT_SYMLINK_NOFOLLOW) != 0) {
       return errnoStatus("utimensat", errno);
     }
   }
@@ -316,8 +328,7 @@ Status Applier::applySetAttr(const Op& op) {
 
 Status Applier::setAttrOn(int fd, const Op& op) {
   if (op.flags & (kSetUid | kSetGid)) {
-    uid_t uid = (op.flags & kSetUid) ? op.uid : static_cast<uid_t>(-1);
-    gid_t gid = (op.flags & kSetGid) ? op.gid : static_cast<gid_t>(-1);
+    const auto [uid, gid] = ownerToSet(op);
     if (::fchown(fd, uid, gid) != 0) {
       return errnoStatus("fchown", errno);
     }
@@ -326,14 +337,8 @@ Status Applier::setAttrOn(int fd, const Op& op) {
     return errnoStatus("fchmod", errno);
   }
   if (op.flags & (kSetAtime | kSetMtime)) {
-    timespec ts[2] = {{0, UTIME_OMIT}, {0, UTIME_OMIT}};
-    if (op.flags & kSetAtime) {
-      ts[0] = {static_cast<time_t>(op.atime_sec), static_cast<long>(op.atime_nsec)};
-    }
-    if (op.flags & kSetMtime) {
-      ts[1] = {static_cast<time_t>(op.mtime_sec), static_cast<long>(op.mtime_nsec)};
-    }
-    if (::futimens(fd, ts) != 0) {
+    const auto ts = timesToSet(op);
+    if (::futimens(fd, ts.data()) != 0) {
       return errnoStatus("futimens", errno);
     }
   }

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cerrno>
 #include <climits>
+#include <iterator>
 #include <cstring>
 
 namespace halo::rfs {
