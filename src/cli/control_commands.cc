@@ -8,6 +8,7 @@
 #include <iomanip>
 #include <iostream>
 
+#include "base/strings.h"
 #include "cli/commands.h"
 #include "module/resource_store.h"
 #include "sys/files.h"
@@ -212,7 +213,8 @@ void printReplication(const nlohmann::json& r) {
                       ? "; " + std::to_string(r.value("not_durable", uint64_t{0})) +
                             " operations not yet on its disk (tracked until they are)"
                       : "")
-              << "; replication " << r.value("rep_bandwidth_kib_s", int64_t{0})
+              << "; " << humanBytes(static_cast<double>(r.value("bytes_sent", uint64_t{0})))
+              << " sent; replication " << r.value("rep_bandwidth_kib_s", int64_t{0})
               << " KB/s, reintegration " << r.value("rei_bandwidth_kib_s", int64_t{0}) << " KB/s";
   } else if (process == "secondary") {
     std::cout << ", " << r.value("state", "?");

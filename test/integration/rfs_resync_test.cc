@@ -39,6 +39,15 @@ class ResyncFixture : public RfsFixture {
     ASSERT_TRUE(n.setLink("eth0", false));
     n.powerOff();
   }
+  // "...; 64.2 MiB sent; ..." in `halo state -v` (the replication line of a primary).
+  static double mebibytesSent(const std::string& state) {
+    const size_t at = state.find(" MiB sent;");
+    const size_t start = at == std::string::npos ? at : state.rfind("; ", at);
+    if (start == std::string::npos) {
+      return 0;  // none, or less than a MiB, or already GiB (never here)
+    }
+    return std::strtod(state.c_str() + start + 2, nullptr);
+  }
   void expectChangesOnly(const TestNode& primary, uint64_t at_most) {
     const std::string summary = lastReintegration(primary);
     EXPECT_THAT(summary, HasSubstr("changes only"));
@@ -67,11 +76,14 @@ TEST_F(ResyncFixture, AfterACleanStopOfTheSecondaryOnlyTheChangesAreCopied) {
 TEST_F(ResyncFixture, AfterACrashOfTheSecondaryOnlyTheChangesAreCopied) {
   startPairWithData();
   // What the secondary acknowledged but had not yet on its disk counts as missing after its
-  // crash: once its periodic sync confirmed the big file, nothing of it is.
+  // crash: once its periodic sync confirmed the big file, nothing of it is. The status the
+  // runtime shows may predate the file (it is refreshed about once a second): only one that
+  // counts the big file as sent tells.
   ASSERT_TRUE(eventually(
       [&] {
-        return n1_->halo({"state", "-v", "-m", kModule})
-                   .output.find(" 0 operations not yet on its disk") != std::string::npos;
+        const std::string out = n1_->halo({"state", "-v", "-m", kModule}).output;
+        return out.find(" 0 operations not yet on its disk") != std::string::npos &&
+               mebibytesSent(out) >= kBigMiB;
       },
       std::chrono::seconds(30)));
   crash(*n2_);
