@@ -23,6 +23,7 @@
 #include <functional>
 #include <iostream>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -66,6 +67,12 @@ class RecordingSink : public OpSink {
     ops_.push_back(std::move(op));
     return seq_;
   }
+  uint64_t submitAwaited(Op op) override {
+    const uint64_t seq = submit(std::move(op));
+    std::lock_guard lock(mu_);
+    awaited_.insert(seq);
+    return seq;
+  }
   void waitAcked(uint64_t seq) override {
     std::lock_guard lock(mu_);
     EXPECT_LE(seq, seq_);
@@ -84,6 +91,11 @@ class RecordingSink : public OpSink {
     std::lock_guard lock(mu_);
     return seq_;
   }
+  // Submitted with submitAwaited: the sink may ask the peer for its acknowledgement at once.
+  bool awaited(uint64_t seq) {
+    std::lock_guard lock(mu_);
+    return awaited_.count(seq) != 0;
+  }
 
  private:
   const bool keep_data_;
@@ -92,6 +104,7 @@ class RecordingSink : public OpSink {
   uint64_t data_bytes_ = 0;
   std::vector<Op> ops_;
   std::vector<uint64_t> waits_;
+  std::set<uint64_t> awaited_;
 };
 
 // One line per node below `dir`: path, type and mode, owner, size (not for directories, whose
@@ -711,6 +724,9 @@ TEST_F(FuseFsTest, WaitsForNamespaceOpsAndFsyncNotPlainWrites) {
   }
   EXPECT_EQ(written, 4u << 20);
   EXPECT_EQ(sink_.waits().size(), waits_after_create);  // plain writes do not wait
+  for (const Op& op : opsFor(sink_.ops(), OpType::Write)) {
+    EXPECT_FALSE(sink_.awaited(op.seq)) << "a direct write asks for no acknowledgement";
+  }
   ASSERT_EQ(::fsync(fd), 0);
   auto waits = sink_.waits();
   ASSERT_EQ(waits.size(), waits_after_create + 1);
@@ -731,15 +747,22 @@ TEST_F(FuseFsTest, WaitsForNamespaceOpsAndFsyncNotPlainWrites) {
   writeAll(fd, "sync");
   EXPECT_GT(sink_.waits().size(), before);
   EXPECT_EQ(sink_.waits().back(), sink_.lastSeq());
+  EXPECT_EQ(opsFor(sink_.ops(), OpType::Write).back().path, "s");
+  EXPECT_TRUE(sink_.awaited(opsFor(sink_.ops(), OpType::Write).back().seq));
   ASSERT_EQ(::close(fd), 0);
 
-  // A plain written file waits on close.
+  // A plain written file waits on close; the page cache's write-back of it, which comes right
+  // before, asks for its acknowledgement already.
   fd = ::open(path("p").c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
   ASSERT_GE(fd, 0);
   writeAll(fd, "plain");
   before = sink_.waits().size();
   ASSERT_EQ(::close(fd), 0);
   EXPECT_GT(sink_.waits().size(), before);
+  const std::vector<Op> writes = opsFor(sink_.ops(), OpType::Write);
+  ASSERT_FALSE(writes.empty());
+  EXPECT_EQ(writes.back().path, "p");
+  EXPECT_TRUE(sink_.awaited(writes.back().seq));
 }
 
 TEST_F(FuseFsTest, ReadOnlyRefusesChanges) {

@@ -193,7 +193,9 @@ void FuseFs::Impl::write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t
         data.resize(static_cast<size_t>(n));
         op.data = std::move(data);
         setResultingMtime(h->fd, &op);
-        seq = submit(std::move(op));
+        // A write-back (the page cache's) comes right before the close or fsync that waits for
+        // it: its acknowledgement is asked for now, so the round trip runs meanwhile.
+        seq = submit(std::move(op), h->sync || fi->writepage != 0);
         if (Node* nd = node(ino)) {
           nd->last_write_seq = seq;
         }
