@@ -26,6 +26,9 @@ constexpr Millis kReadPoll{1000};
 constexpr int kAckEveryOps = 64;
 constexpr size_t kAckEveryBytes = 1 << 20;
 constexpr size_t kRecordOverhead = 128;  // what an Op costs in the buffer beyond its strings
+// Corked records (LinkOptions::cork): each at most this big, all together at most kCorkBytes.
+constexpr size_t kCorkRecordBytes = 4096 + 512;
+constexpr size_t kCorkBytes = 64 * 1024;
 
 std::string errnoText(int e) { return std::strerror(e); }
 
@@ -384,7 +387,45 @@ void StreamSender::send(Op op, bool ask_ack) {
     encodeAckRequest(op.seq, &record.tail);
   }
   ++next_seq_;
+  if (!ask_ack && corkLocked(op, &record)) {
+    return;
+  }
   pushLocked(std::move(record));
+}
+
+bool StreamSender::corkLocked(const Op& op, OutRecord* record) {
+  // Only the application's own operations: an Fsync is waited for, and the reintegration's
+  // control records (its begin, progress, end, a goodbye) must not lag.
+  if (options_.cork.count() <= 0 || op.type > OpType::RemoveXattr || op.type == OpType::Fsync ||
+      record->size() > kCorkRecordBytes || cork_.size() + record->size() > kCorkBytes) {
+    return false;
+  }
+  const bool first = cork_.empty();
+  cork_ += record->head;
+  cork_ += record->data;
+  cork_ += record->tail;
+  if (first) {
+    cork_due_ = time_.monotonicTime() + options_.cork;
+    if (timed_senders_ == 0) {
+      queued_cv_.notify_one();  // a send thread watches the time (one already does otherwise)
+    }
+  }
+  return true;
+}
+
+std::optional<MonotonicTime> StreamSender::flushCorkIfDueLocked() {
+  if (cork_.empty()) {
+    return std::nullopt;
+  }
+  if (time_.monotonicTime() < cork_due_) {
+    return cork_due_;
+  }
+  OutRecord corked;
+  corked.head = std::move(cork_);
+  cork_.clear();
+  queued_bytes_ += corked.size();
+  queue_.push_back(std::move(corked));
+  return std::nullopt;
 }
 
 void StreamSender::OutRecord::appendPieces(std::vector<std::string_view>* pieces) const {
@@ -400,6 +441,10 @@ void StreamSender::OutRecord::appendPieces(std::vector<std::string_view>* pieces
 }
 
 void StreamSender::pushLocked(OutRecord record) {
+  if (!cork_.empty()) {
+    record.head.insert(0, cork_);  // in order, in the same system call
+    cork_.clear();
+  }
   // Idle link: written right here, which spares a thread handoff on every synchronous
   // operation. Only on connection 0, once answered, with nothing queued or being written on it.
   if (queue_.empty() && greeted_[0] && !writing_[0] && front_[0].size() == 0) {
@@ -457,6 +502,7 @@ void StreamSender::declareLost(const std::string& why) {
     lost_reason_ = why;
     queue_.clear();
     queued_bytes_ = 0;
+    cork_.clear();
   }
   // The reader thread wakes up from its read and reports it (readLoop's end).
   for (auto& c : channels_) {
@@ -494,7 +540,19 @@ void StreamSender::sendLoop(size_t index) {
     size_t bytes = 0;
     {
       std::unique_lock<std::mutex> lock(mutex_);
-      queued_cv_.wait(lock, [&] { return lost_ || !queue_.empty() || front_[index].size() != 0; });
+      while (true) {
+        const std::optional<MonotonicTime> cork_due = flushCorkIfDueLocked();
+        if (lost_ || !queue_.empty() || front_[index].size() != 0) {
+          break;
+        }
+        if (cork_due) {
+          ++timed_senders_;
+          queued_cv_.wait_until(lock, *cork_due);
+          --timed_senders_;
+        } else {
+          queued_cv_.wait(lock);
+        }
+      }
       if (lost_) {
         return;
       }

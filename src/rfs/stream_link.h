@@ -40,6 +40,10 @@ struct LinkOptions {
   // The secondary acknowledges what the primary asks for at once, and otherwise after this long
   // without a new record (or every 64 records / 1 MiB).
   Millis idle_ack{10};
+  // The primary holds the application's small records that no one waits for (a chmod, a
+  // write-back of a few bytes...) at most this long, to send them with the next record that is
+  // waited for: one system call and one wake-up of the secondary for many records. 0: never.
+  Millis cork{20};
   size_t queue_limit = 32u << 20;  // bytes of records queued before send() waits
 };
 
@@ -144,8 +148,13 @@ class StreamSender {
     size_t size() const { return head.size() + data.size() + tail.size() - skip; }
     void appendPieces(std::vector<std::string_view>* pieces) const;
   };
-  // Writes a record now if connection 0 is idle, else queues it (mutex_ held).
+  // Writes a record now if connection 0 is idle, else queues it, the corked records first
+  // (mutex_ held).
   void pushLocked(OutRecord record);
+  // Holds a small record no one waits for in cork_ (mutex_ held); false if it must go now.
+  bool corkLocked(const Op& op, OutRecord* record);
+  // The sender threads: cork_ goes to the queue once due; the time to wake up otherwise.
+  std::optional<MonotonicTime> flushCorkIfDueLocked();
   void sendLoop(size_t index);
   void readLoop();
   void readFrames();
@@ -168,6 +177,10 @@ class StreamSender {
   std::condition_variable acked_cv_;             // waitAcked waits
   std::deque<OutRecord> queue_;                  // guarded by mutex_
   std::vector<std::string_view> direct_pieces_;  // pushLocked's; guarded by mutex_
+  // Corked records, encoded one after the other, and when they must go; guarded by mutex_.
+  std::string cork_;
+  MonotonicTime cork_due_{};
+  int timed_senders_ = 0;  // send threads waiting for cork_due_; guarded by mutex_
   size_t queued_bytes_ = 0;                      // guarded by mutex_
   uint64_t next_seq_;                            // guarded by mutex_
   uint64_t requested_ = 0;                       // the highest ack request sent; guarded by mutex_

@@ -235,6 +235,56 @@ TEST_F(StreamLinkTest, AnAckRequestMayOvertakeItsRecord) {
   }
 }
 
+// The application's small records that no one waits for are held (LinkOptions::cork: ten
+// minutes here) and go with the next record someone waits for, in one system call.
+TEST_F(StreamLinkTest, SmallRecordsGoWithTheNextWaitedOne) {
+  options_.cork = Millis(600000);
+  listen();
+  auto s = connect();
+  ASSERT_TRUE(s.ok()) << s.status().message();
+  startReceiver(std::move(*s));
+  Op create = createOp("f");
+  create.seq = next_seq_++;
+  sender_->send(create, true);
+  ASSERT_TRUE(sender_->waitAcked(create.seq)) << lost_ << ended_;
+  const uint64_t sent = sender_->bytesSent();
+  send(writeOp("f", "abc"));
+  send(writeOp("f", "d", 3));
+  EXPECT_EQ(sender_->bytesSent(), sent);  // corked: nothing written yet
+  ASSERT_TRUE(sender_->waitAcked(next_seq_ - 1)) << lost_ << ended_;
+  EXPECT_GT(sender_->bytesSent(), sent);
+  EXPECT_EQ(read("f"), "abcd");
+  // Neither an Fsync, which is waited for, nor a big write is held.
+  Op fsync;
+  fsync.type = OpType::Fsync;
+  fsync.path = "f";
+  const uint64_t before_fsync = sender_->bytesSent();
+  send(fsync);
+  EXPECT_GT(sender_->bytesSent(), before_fsync);
+  const uint64_t before_big = sender_->bytesSent();
+  send(writeOp("f", std::string(64 * 1024, 'x'), 4));
+  EXPECT_GT(sender_->bytesSent(), before_big);
+  ASSERT_TRUE(waitUntil([&] { return receiver_->applied() == next_seq_ - 1; }, 3000));
+}
+
+// With no record anyone waits for after it, a held record still goes within the cork time.
+TEST_F(StreamLinkTest, AHeldRecordGoesWithinTheCorkTime) {
+  options_.cork = Millis(50);
+  listen();
+  auto s = connect();
+  ASSERT_TRUE(s.ok()) << s.status().message();
+  startReceiver(std::move(*s));
+  Op create = createOp("f");
+  create.seq = next_seq_++;
+  sender_->send(create, true);
+  ASSERT_TRUE(sender_->waitAcked(create.seq)) << lost_ << ended_;
+  const uint64_t sent = sender_->bytesSent();
+  send(writeOp("f", "late"));
+  EXPECT_EQ(sender_->bytesSent(), sent);
+  ASSERT_TRUE(waitUntil([&] { return receiver_->applied() == 2; }, 3000)) << lost_ << ended_;
+  EXPECT_EQ(read("f"), "late");
+}
+
 TEST_F(StreamLinkTest, SeveralConnectionsKeepTheOrder) {
   listen();
   auto s = connect(4);
