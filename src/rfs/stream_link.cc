@@ -394,8 +394,9 @@ void StreamSender::send(Op op, bool ask_ack) {
 }
 
 bool StreamSender::corkLocked(const Op& op, OutRecord* record) {
-  // Only the application's own operations: an Fsync is waited for, and the reintegration's
-  // control records (its begin, progress, end, a goodbye) must not lag.
+  // Only the kinds of operation an application makes (a reintegration's small copies are
+  // Writes too): an Fsync is waited for, and the reintegration's own records (its begin,
+  // listings, progress, end) and a goodbye must not lag.
   if (options_.cork.count() <= 0 || op.type > OpType::RemoveXattr || op.type == OpType::Fsync ||
       record->size() > kCorkRecordBytes || cork_.size() + record->size() > kCorkBytes) {
     return false;
