@@ -747,8 +747,9 @@ TEST_F(FuseFsTest, WaitsForNamespaceOpsAndFsyncNotPlainWrites) {
   writeAll(fd, "sync");
   EXPECT_GT(sink_.waits().size(), before);
   EXPECT_EQ(sink_.waits().back(), sink_.lastSeq());
-  EXPECT_EQ(opsFor(sink_.ops(), OpType::Write).back().path, "s");
-  EXPECT_TRUE(sink_.awaited(opsFor(sink_.ops(), OpType::Write).back().seq));
+  const Op sync_write = opsFor(sink_.ops(), OpType::Write).back();
+  EXPECT_EQ(sync_write.path, "s");
+  EXPECT_TRUE(sink_.awaited(sync_write.seq));
   ASSERT_EQ(::close(fd), 0);
 
   // A plain written file waits on close; the page cache's write-back of it, which comes right

@@ -396,8 +396,9 @@ void StreamSender::send(Op op, bool ask_ack) {
 bool StreamSender::corkLocked(const Op& op, OutRecord* record) {
   // Only the kinds of operation an application makes (a reintegration's small copies are
   // Writes too): an Fsync is waited for, and the reintegration's own records (its begin,
-  // listings, progress, end) and a goodbye must not lag.
-  if (options_.cork.count() <= 0 || op.type > OpType::RemoveXattr || op.type == OpType::Fsync ||
+  // listings, progress, end) and a goodbye must not lag. All of them come after RemoveXattr.
+  static_assert(OpType::Fsync > OpType::RemoveXattr && OpType::SyncDir > OpType::RemoveXattr);
+  if (options_.cork.count() <= 0 || op.type > OpType::RemoveXattr ||
       record->size() > kCorkRecordBytes || cork_.size() + record->size() > kCorkBytes) {
     return false;
   }

@@ -145,6 +145,19 @@ class StreamLinkTest : public ::testing::Test {
     sender_->send(op);
   }
 
+  // A session of one connection whose first record, the creation of "f", is acknowledged: the
+  // link is idle and answered, so a record that is not held is written at once.
+  void startWithFile() {
+    listen();
+    auto s = connect();
+    ASSERT_TRUE(s.ok()) << s.status().message();
+    startReceiver(std::move(*s));
+    Op create = createOp("f");
+    create.seq = next_seq_++;
+    sender_->send(create, true);
+    ASSERT_TRUE(sender_->waitAcked(create.seq)) << lost_ << ended_;
+  }
+
   std::string read(const std::string& rel) {
     std::ifstream in(dir_ + "/" + rel);
     std::stringstream ss;
@@ -239,14 +252,7 @@ TEST_F(StreamLinkTest, AnAckRequestMayOvertakeItsRecord) {
 // minutes here) and go with the next record someone waits for, in one system call.
 TEST_F(StreamLinkTest, SmallRecordsGoWithTheNextWaitedOne) {
   options_.cork = Millis(600000);
-  listen();
-  auto s = connect();
-  ASSERT_TRUE(s.ok()) << s.status().message();
-  startReceiver(std::move(*s));
-  Op create = createOp("f");
-  create.seq = next_seq_++;
-  sender_->send(create, true);
-  ASSERT_TRUE(sender_->waitAcked(create.seq)) << lost_ << ended_;
+  startWithFile();
   const uint64_t sent = sender_->bytesSent();
   send(writeOp("f", "abc"));
   send(writeOp("f", "d", 3));
@@ -270,14 +276,7 @@ TEST_F(StreamLinkTest, SmallRecordsGoWithTheNextWaitedOne) {
 // With no record anyone waits for after it, a held record still goes within the cork time.
 TEST_F(StreamLinkTest, AHeldRecordGoesWithinTheCorkTime) {
   options_.cork = Millis(300);  // long enough that the check right after send() sees it held
-  listen();
-  auto s = connect();
-  ASSERT_TRUE(s.ok()) << s.status().message();
-  startReceiver(std::move(*s));
-  Op create = createOp("f");
-  create.seq = next_seq_++;
-  sender_->send(create, true);
-  ASSERT_TRUE(sender_->waitAcked(create.seq)) << lost_ << ended_;
+  startWithFile();
   const uint64_t sent = sender_->bytesSent();
   send(writeOp("f", "late"));
   EXPECT_EQ(sender_->bytesSent(), sent);
