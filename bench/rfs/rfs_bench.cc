@@ -83,6 +83,7 @@ struct Config {
   unsigned creates = 20000;
   unsigned rtt_samples = 2000;
   std::string only;        // one measurement (seq, fsync, creates, untar); empty: all
+  std::string paired_dir;  // fsync: a native directory on the same file system, measured in turn
   bool peer_sync = false;  // halo-repl: the applier fsyncs on Fsync ops (async="none")
   int port = 5630;         // private network namespace: no clash with the machine
   // Full reintegration (make-tree, halo-resync, rsync).
@@ -159,30 +160,69 @@ class Bench {
     return true;
   }
 
-  // Appends 4 KiB then fsync, `fsync_samples` times; each write+fsync pair is one sample.
+  // Appends 4 KiB then fsync, `fsync_samples` times; each write+fsync pair is one sample. With
+  // --paired-dir (a directory on the same file system, outside the mount), a native file there
+  // gets the same treatment in alternation, first one then the other, so both sets of samples
+  // see the same moments of the machine and the disk.
   bool fsyncLatency(const std::string& dir) {
     const std::string path = dir + "/fsync.dat";
+    const std::string native_path = config_.paired_dir + "/fsync.dat";
+    const bool paired = !config_.paired_dir.empty();
+    if (paired && ::mkdir(config_.paired_dir.c_str(), 0755) != 0 && errno != EEXIST) {
+      return fail("mkdir " + config_.paired_dir);
+    }
     std::vector<char> buf(4096, 'f');
     ::sync();
     const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-      return fail("open " + path);
+    const int native_fd =
+        paired ? ::open(native_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644) : -1;
+    auto done = [&] {
+      for (int f : {fd, native_fd}) {
+        if (f >= 0) {
+          ::close(f);
+        }
+      }
+      ::unlink(path.c_str());
+      if (paired) {
+        ::unlink(native_path.c_str());
+      }
+    };
+    if (fd < 0 || (paired && native_fd < 0)) {
+      const bool native_failed = fd >= 0;
+      done();
+      return fail("open " + (native_failed ? native_path : path));
     }
     std::vector<double> us;
+    std::vector<double> native_us;
     us.reserve(config_.fsync_samples);
-    for (unsigned i = 0; i < config_.fsync_samples; ++i) {
+    native_us.reserve(paired ? config_.fsync_samples : 0);
+    auto sample = [&](int f, unsigned i, std::vector<double>* out) {
       const MonotonicTime start = time_.monotonicTime();
-      if (::pwrite(fd, buf.data(), buf.size(), static_cast<off_t>(i) * 4096) !=
+      if (::pwrite(f, buf.data(), buf.size(), static_cast<off_t>(i) * 4096) !=
               static_cast<ssize_t>(buf.size()) ||
-          ::fsync(fd) != 0) {
-        ::close(fd);
-        return fail("write+fsync " + path);
+          ::fsync(f) != 0) {
+        return false;
       }
-      us.push_back(elapsedSec(start) * 1e6);
+      out->push_back(elapsedSec(start) * 1e6);
+      return true;
+    };
+    for (unsigned i = 0; i < config_.fsync_samples; ++i) {
+      const bool native_first = paired && i % 2 == 1;
+      const bool ok = (!native_first || sample(native_fd, i, &native_us)) &&
+                      sample(fd, i, &us) &&
+                      (!paired || native_first || sample(native_fd, i, &native_us));
+      if (!ok) {
+        const int e = errno;
+        done();
+        errno = e;
+        return fail("write+fsync " + path + (paired ? " / " + native_path : ""));
+      }
     }
-    ::close(fd);
-    ::unlink(path.c_str());
+    done();
     reportPercentiles(us, "fsync");
+    if (paired) {
+      reportPercentiles(native_us, "fsync_paired_native");
+    }
     return true;
   }
 
@@ -986,6 +1026,9 @@ int main(int argc, char** argv) {
           CLI::IsMember({"plain", "halo-fuse", "halo-repl", "make-tree", "halo-resync", "rsync"}));
   app.add_option("--dir", c.dir, "directory to measure in (halo modes: holds primary/, secondary/)")
       ->required();
+  app.add_option("--paired-dir", c.paired_dir,
+                 "fsync: also measure a native file in this directory (same file system, outside "
+                 "the mount), alternating sample by sample");
   app.add_option("--label", c.label, "name printed on every line (default: the mode)");
   app.add_option("--tar", c.tar_file, "tar file to extract for the untar measurement");
   app.add_option("--seq-mib", c.seq_mib, "MiB written by the sequential measurement")

@@ -133,15 +133,18 @@ measure() {  # label, DEV:DIR mounts, --, then halo-rfs-bench arguments
 measure_fuse() {  # label, then the file system's command with SRC and MNT as placeholders
 	local label=$1
 	shift
-	local src="$tmp/$label-src" mnt="$tmp/$label-mnt"
-	mkdir -p "$src" "$mnt"
+	# SRC and the fsync measurement's native directory on the mode's one file system.
+	local fsdir="$tmp/$label-fs" mnt="$tmp/$label-mnt"
+	local src="$fsdir/src"
+	mkdir -p "$fsdir" "$mnt"
 	local cmd=("${@//SRC/$src}")
 	cmd=("${cmd[@]//MNT/$mnt}")
 	echo "== $label: ${cmd[*]}"
 	local out rc=0
 	new_fs
-	out=$(in_fs "$REPLY:$src" -- bash -c '
-		bin=$1 mnt=$2 label=$3; shift 3
+	out=$(in_fs "$REPLY:$fsdir" -- bash -c '
+		bin=$1 mnt=$2 label=$3 src=$4 paired=$5; shift 5
+		mkdir -p "$src"
 		fs=(); while [[ $1 != -- ]]; do fs+=("$1"); shift; done; shift
 		# passthrough_ll keeps one descriptor per known inode: a limit of 20000 or less ends the
 		# creates measurement with EMFILE. Root may raise it; the same limit for every reference.
@@ -159,14 +162,14 @@ measure_fuse() {  # label, then the file system's command with SRC and MNT as pl
 		if ! mountpoint -q "$mnt"; then
 			echo "error label=$label what=not mounted: $(tail -1 "$mnt.log")"; exit 1
 		fi
-		"$bin" --mode plain --dir "$mnt" --label "$label" "$@"
-	' bash "$bin" "$mnt" "$label" "${cmd[@]}" -- "${common[@]}" 2>&1) || rc=$?
+		"$bin" --mode plain --dir "$mnt" --paired-dir "$paired" --label "$label" "$@"
+	' bash "$bin" "$mnt" "$label" "$src" "$fsdir/native" "${cmd[@]}" -- "${common[@]}" 2>&1) || rc=$?
 	echo "$out" | sed 's/^/   /'
 	echo "$out" | grep -E '^(result|note) ' >>"$results" || true
 	if ((rc != 0)); then
 		not_measured "$label" "$(reason_of "$rc" "$out")"
 	fi
-	rm -rf "$src" "$mnt" "$mnt.log"
+	rm -rf "$fsdir" "$mnt" "$mnt.log"
 	drop_fs
 }
 
@@ -229,10 +232,12 @@ for run in $(seq "$runs"); do
 		rm -rf "$pt" "$pt.build"
 	fi
 
-	# halo-rfs-bench uses DIR/primary (and DIR/secondary for the replica).
+	# halo-rfs-bench uses DIR/primary (and DIR/secondary for the replica); the primary's file
+	# system is mounted at DIR, so DIR/native (fsync's paired native file) shares it.
 	if wanted halo-fuse; then
 		new_fs
-		measure halo-fuse "$REPLY:$tmp/halo-fuse/primary" -- "$bin" --mode halo-fuse --dir "$tmp/halo-fuse"
+		measure halo-fuse "$REPLY:$tmp/halo-fuse" -- "$bin" --mode halo-fuse --dir "$tmp/halo-fuse" \
+			--paired-dir "$tmp/halo-fuse/native"
 		rm -rf "$tmp/halo-fuse"
 		drop_fs
 	fi
@@ -240,8 +245,8 @@ for run in $(seq "$runs"); do
 		new_fs
 		primary=$REPLY
 		new_fs
-		measure halo-repl "$primary:$tmp/halo-repl/primary" "$REPLY:$tmp/halo-repl/secondary" -- \
-			"$bin" --mode halo-repl --dir "$tmp/halo-repl" $peer_sync
+		measure halo-repl "$primary:$tmp/halo-repl" "$REPLY:$tmp/halo-repl/secondary" -- \
+			"$bin" --mode halo-repl --dir "$tmp/halo-repl" --paired-dir "$tmp/halo-repl/native" $peer_sync
 		rm -rf "$tmp/halo-repl"
 		drop_fs
 	fi
