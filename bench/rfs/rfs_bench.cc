@@ -208,8 +208,7 @@ class Bench {
     };
     for (unsigned i = 0; i < config_.fsync_samples; ++i) {
       const bool native_first = paired && i % 2 == 1;
-      const bool ok = (!native_first || sample(native_fd, i, &native_us)) &&
-                      sample(fd, i, &us) &&
+      const bool ok = (!native_first || sample(native_fd, i, &native_us)) && sample(fd, i, &us) &&
                       (!paired || native_first || sample(native_fd, i, &native_us));
       if (!ok) {
         const int e = errno;

@@ -22,8 +22,8 @@
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <map>
 #include <mutex>
-#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -67,10 +67,10 @@ class RecordingSink : public OpSink {
     ops_.push_back(std::move(op));
     return seq_;
   }
-  uint64_t submitAwaited(Op op) override {
+  uint64_t submitAwaited(Op op, AckWait wait) override {
     const uint64_t seq = submit(std::move(op));
     std::lock_guard lock(mu_);
-    awaited_.insert(seq);
+    awaited_[seq] = wait;
     return seq;
   }
   void waitAcked(uint64_t seq) override {
@@ -91,10 +91,15 @@ class RecordingSink : public OpSink {
     std::lock_guard lock(mu_);
     return seq_;
   }
-  // Submitted with submitAwaited: the sink may ask the peer for its acknowledgement at once.
+  // Submitted with submitAwaited: the sink may ask the peer for its acknowledgement with it.
   bool awaited(uint64_t seq) {
     std::lock_guard lock(mu_);
     return awaited_.count(seq) != 0;
+  }
+  AckWait ackWait(uint64_t seq) {
+    std::lock_guard lock(mu_);
+    auto it = awaited_.find(seq);
+    return it == awaited_.end() ? AckWait::None : it->second;
   }
 
  private:
@@ -104,7 +109,7 @@ class RecordingSink : public OpSink {
   uint64_t data_bytes_ = 0;
   std::vector<Op> ops_;
   std::vector<uint64_t> waits_;
-  std::set<uint64_t> awaited_;
+  std::map<uint64_t, AckWait> awaited_;
 };
 
 // One line per node below `dir`: path, type and mode, owner, size (not for directories, whose
@@ -763,7 +768,26 @@ TEST_F(FuseFsTest, WaitsForNamespaceOpsAndFsyncNotPlainWrites) {
   const std::vector<Op> writes = opsFor(sink_.ops(), OpType::Write);
   ASSERT_FALSE(writes.empty());
   EXPECT_EQ(writes.back().path, "p");
-  EXPECT_TRUE(sink_.awaited(writes.back().seq));
+  EXPECT_EQ(sink_.ackWait(writes.back().seq), AckWait::Now);
+
+  // Once a file was fsynced, its write-backs are taken for its next fsync, which sends them:
+  // they ask for their acknowledgement but may wait for that fsync's record.
+  fd = ::open(path("q").c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+  ASSERT_GE(fd, 0);
+  writeAll(fd, "one");
+  ASSERT_EQ(::fsync(fd), 0);
+  writeAll(fd, "two");
+  ASSERT_EQ(::fsync(fd), 0);
+  ASSERT_EQ(::close(fd), 0);
+  std::vector<Op> q;
+  for (const Op& op : opsFor(sink_.ops(), OpType::Write)) {
+    if (op.path == "q") {
+      q.push_back(op);
+    }
+  }
+  ASSERT_EQ(q.size(), 2u);
+  EXPECT_EQ(sink_.ackWait(q[0].seq), AckWait::Now);  // not fsynced yet when written back
+  EXPECT_EQ(sink_.ackWait(q[1].seq), AckWait::Later);
 }
 
 TEST_F(FuseFsTest, ReadOnlyRefusesChanges) {

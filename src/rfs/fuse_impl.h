@@ -64,6 +64,7 @@ struct Node {
   std::vector<Link> links;
   std::vector<int> open_fds;    // descriptors of open handles: fstat when no path is left
   uint64_t last_write_seq = 0;  // last replicated data change (write, truncate, fallocate)
+  bool fsynced = false;         // fsync was called on it: its write-backs are likely for fsyncs
   // The activity log's epoch in which it was created (or moved) below an active directory:
   // while that epoch is the current one, changing it needs no activity log entry (0: none).
   uint64_t born = 0;
@@ -217,9 +218,10 @@ class FuseFs::Impl {
   void forgetDevIno(Node& n);
   void maybeErase(uint64_t id);
   fuse_entry_param entryFor(uint64_t parent, const std::string& name, const struct stat& st);
-  // `awaited`: the caller waits for the peer's acknowledgement of it next (OpSink).
-  uint64_t submit(Op op, bool awaited = false) {
-    const uint64_t seq = awaited ? sink_.submitAwaited(std::move(op)) : sink_.submit(std::move(op));
+  // `wait`: when the caller waits for the peer's acknowledgement of it (OpSink, op.h).
+  uint64_t submit(Op op, AckWait wait = AckWait::None) {
+    const uint64_t seq = wait == AckWait::None ? sink_.submit(std::move(op))
+                                               : sink_.submitAwaited(std::move(op), wait);
     if (admitted_ != nullptr) {
       admitted_->setSeq(seq);
     }

@@ -119,9 +119,9 @@ void FuseFs::Impl::create(fuse_req_t req, fuse_ino_t parent, const char* name, m
       op.gid = err == 0 ? st.st_gid : 0;
       if (err == 0) {
         submit(std::move(op));
-        seq = submit(timesOf(*path, st), true);
+        seq = submit(timesOf(*path, st), AckWait::Now);
       } else {
-        seq = submit(std::move(op), true);
+        seq = submit(std::move(op), AckWait::Now);
       }
     }
     if (h->fd >= 0 && err == 0) {
@@ -194,9 +194,18 @@ void FuseFs::Impl::write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t
         op.data = std::move(data);
         setResultingMtime(h->fd, &op);
         // A write-back (the page cache's) comes right before the close or fsync that waits for
-        // it: its acknowledgement is asked for now, so the round trip runs meanwhile.
-        seq = submit(std::move(op), h->sync || fi->writepage != 0);
-        if (Node* nd = node(ino)) {
+        // it: its acknowledgement is asked for. Before a close, the record goes now so that the
+        // round trip runs meanwhile. A file that is fsynced (a database's) is written back for
+        // its next fsync, which sends a record anyway and then flushes the local disk, hiding
+        // the round trip: the record goes with that one, one send and one wake-up of the peer
+        // fewer.
+        Node* nd = node(ino);
+        const AckWait wait = h->sync                        ? AckWait::Now
+                             : fi->writepage == 0           ? AckWait::None
+                             : nd != nullptr && nd->fsynced ? AckWait::Later
+                                                            : AckWait::Now;
+        seq = submit(std::move(op), wait);
+        if (nd != nullptr) {
           nd->last_write_seq = seq;
         }
       }
@@ -281,6 +290,9 @@ void FuseFs::Impl::fsync(fuse_req_t req, fuse_ino_t ino, int datasync, fuse_file
   uint64_t seq = 0;
   if (!options_.read_only) {
     std::lock_guard lock(mu_);
+    if (Node* n = node(ino); n != nullptr && !dir) {
+      n->fsynced = true;
+    }
     auto path = pathOf(ino);
     if (path && replicated(*path, dir)) {
       Op op;

@@ -329,9 +329,9 @@ void FuseFs::Impl::makeNode(fuse_req_t req, fuse_ino_t parent, const char* name,
         }
         if (err == 0) {
           submit(std::move(op));
-          seq = submit(timesOf(*path, st), true);
+          seq = submit(timesOf(*path, st), AckWait::Now);
         } else {
-          seq = submit(std::move(op), true);
+          seq = submit(std::move(op), AckWait::Now);
         }
       }
     }
@@ -387,7 +387,7 @@ void FuseFs::Impl::unlink(fuse_req_t req, fuse_ino_t parent, const char* name, b
         Op op;
         op.type = dir ? OpType::Rmdir : OpType::Unlink;
         op.path = *path;
-        seq = submit(std::move(op), true);
+        seq = submit(std::move(op), AckWait::Now);
       }
     }
   }

@@ -13,9 +13,9 @@ class Hub::RootSink : public OpSink {
     op.root = root_;
     return hub_.submit(std::move(op));
   }
-  uint64_t submitAwaited(Op op) override {
+  uint64_t submitAwaited(Op op, AckWait wait) override {
     op.root = root_;
-    return hub_.submit(std::move(op), true);
+    return hub_.submit(std::move(op), wait);
   }
   void waitAcked(uint64_t seq) override { hub_.waitAcked(seq); }
   void changesUntrackable() override { hub_.markChangesIncomplete(); }
@@ -39,7 +39,7 @@ Hub::~Hub() {
   ended_.clear();
 }
 
-uint64_t Hub::submit(Op op, bool awaited) {
+uint64_t Hub::submit(Op op, AckWait wait) {
   std::lock_guard<std::mutex> lock(mutex_);
   op.seq = next_seq_++;
   const uint64_t seq = op.seq;
@@ -50,7 +50,7 @@ uint64_t Hub::submit(Op op, bool awaited) {
   if (session_) {
     // Last: a write's data moves into the record. Only a synced session's acknowledgements are
     // waited for (waitAcked).
-    session_->send(std::move(op), awaited && synced_);
+    session_->send(std::move(op), synced_ ? wait : AckWait::None);
   }
   return seq;
 }

@@ -61,8 +61,8 @@ class Hub {
 
   // The sink of the FUSE mount of root `index` (it sets Op::root).
   OpSink& sink(uint16_t index);
-  // `awaited`: the caller waits for its acknowledgement next (OpSink::submitAwaited).
-  uint64_t submit(Op op, bool awaited = false);
+  // `wait`: when the caller waits for its acknowledgement (OpSink::submitAwaited).
+  uint64_t submit(Op op, AckWait wait = AckWait::None);
   void waitAcked(uint64_t seq);
   uint64_t lastSeq() const;
 

@@ -15,6 +15,14 @@
 
 namespace halo::rfs {
 
+// How soon whoever submits a record waits for the secondary's acknowledgement of it, which decides
+// whether the record asks for one and whether the primary may hold it to send it with a later one.
+enum class AckWait : uint8_t {
+  None,   // not soon (a plain write, a chmod): no request; may be held (corked)
+  Later,  // at the next fsync or close, which will send it anyway: a request; may be held
+  Now,    // right after (a namespace operation, an O_SYNC write): a request; sent at once
+};
+
 // Write and Fallocate carry in mtime_* the modification time the change gave the primary's file
 // (both 0: none), which the secondary gives its copy.
 enum class OpType : uint8_t {

@@ -16,10 +16,10 @@ class OpSink {
   // succeeded: queues the operation and returns its sequence number. Must not block for long
   // (no network round trip here).
   virtual uint64_t submit(Op op) = 0;
-  // submit() for an operation whose acknowledgement is waited for right after (namespace
-  // operations, O_SYNC writes) or soon (a write-back, before a close or an fsync): the sink may
-  // ask the peer for it along with the record.
-  virtual uint64_t submitAwaited(Op op) { return submit(std::move(op)); }
+  // submit() for an operation whose acknowledgement is waited for right after (`wait` Now:
+  // namespace operations, O_SYNC writes, a write-back before a close) or at the next fsync or
+  // close (Later): the sink may ask the peer for it along with the record (op.h, AckWait).
+  virtual uint64_t submitAwaited(Op op, AckWait /*wait*/) { return submit(std::move(op)); }
   // Called without the lock: returns once every operation up to `seq` is applied by the peer
   // (namespace operations, fsync, flush of a written file, O_SYNC writes), or at once when the
   // module runs alone (the sink then records what the peer lacks). Never fails the application's

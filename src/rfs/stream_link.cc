@@ -347,7 +347,7 @@ std::string StreamSender::lostReason() const {
   return lost_reason_;
 }
 
-void StreamSender::send(Op op, bool ask_ack) {
+void StreamSender::send(Op op, AckWait wait) {
   std::unique_lock<std::mutex> lock(mutex_);
   if (lost_) {
     return;
@@ -382,12 +382,12 @@ void StreamSender::send(Op op, bool ask_ack) {
   record.data = std::move(op.data);
   if (op.type == OpType::Fsync) {
     requested_ = op.seq;  // the secondary acknowledges every Fsync record as it applies it
-  } else if (ask_ack) {
+  } else if (wait != AckWait::None) {
     requested_ = op.seq;
     encodeAckRequest(op.seq, &record.tail);
   }
   ++next_seq_;
-  if (!ask_ack && corkLocked(op, &record)) {
+  if (wait != AckWait::Now && corkLocked(op, &record)) {
     return;
   }
   pushLocked(std::move(record));
@@ -481,6 +481,8 @@ bool StreamSender::waitAcked(uint64_t seq) {
     OutRecord request;
     encodeAckRequest(seq, &request.head);
     pushLocked(std::move(request));
+  } else if (!cork_.empty()) {
+    pushLocked(OutRecord());  // what is held may hold `seq` and its request (AckWait::Later)
   }
   const auto deadline = time_.monotonicTime() + options_.send_timeout;
   while (!lost_ && acked_.load() < seq) {
@@ -647,6 +649,7 @@ void StreamSender::handleFrame(const Frame& f) {
         declareLost(ack.status().message());
         return;
       }
+      ++acks_received_;
       {
         std::lock_guard<std::mutex> lock(mutex_);
         if (ack->applied > acked_.load()) {
@@ -868,6 +871,9 @@ void StreamReceiver::readLoop(size_t index) {
     std::memmove(buffer.data(), buffer.data() + used, have - used);
     have -= used;
     if (inline_apply) {
+      // An acknowledgement asked for by a record that others follow in this read goes once
+      // they are applied too: one frame (and one wake-up of the primary) for them all.
+      bool owe_ack = false;
       for (size_t i = 0; i < decoded.size(); ++i) {
         if (decoded[i].seq != next_seq_) {
           end("record " + std::to_string(decoded[i].seq) + " out of sequence (" +
@@ -875,9 +881,17 @@ void StreamReceiver::readLoop(size_t index) {
           return;
         }
         ++next_seq_;
-        if (!applyOne(decoded[i], &ops_since_ack, &bytes_since_ack)) {
+        const bool last = i + 1 == decoded.size();
+        if (!applyOne(decoded[i], &ops_since_ack, &bytes_since_ack, last ? nullptr : &owe_ack)) {
           return;
         }
+      }
+      if (owe_ack && applied_.load() > ack_sent_.load()) {
+        if (!sendAck()) {
+          return;
+        }
+        ops_since_ack = 0;
+        bytes_since_ack = 0;
       }
       continue;
     }
@@ -939,7 +953,8 @@ void StreamReceiver::applyLoop() {
   }
 }
 
-bool StreamReceiver::applyOne(const Op& op, int* ops_since_ack, size_t* bytes_since_ack) {
+bool StreamReceiver::applyOne(const Op& op, int* ops_since_ack, size_t* bytes_since_ack,
+                              bool* owe_ack) {
   if (op.root >= appliers_.size()) {
     sendFrame(FrameType::Error, "record for replicated directory " + std::to_string(op.root) +
                                     ", this node has " + std::to_string(appliers_.size()));
@@ -976,8 +991,12 @@ bool StreamReceiver::applyOne(const Op& op, int* ops_since_ack, size_t* bytes_si
   ++*ops_since_ack;
   *bytes_since_ack += op.data.size();
   const uint64_t wanted = ack_wanted_.load();
-  if ((op.seq >= wanted && wanted > ack_sent_.load()) || op.type == OpType::Fsync ||
-      *ops_since_ack >= kAckEveryOps || *bytes_since_ack >= kAckEveryBytes) {
+  const bool asked = (op.seq >= wanted && wanted > ack_sent_.load()) || op.type == OpType::Fsync;
+  if (asked && owe_ack != nullptr) {
+    *owe_ack = true;
+    return true;
+  }
+  if (asked || *ops_since_ack >= kAckEveryOps || *bytes_since_ack >= kAckEveryBytes) {
     if (!sendAck()) {
       return false;
     }

@@ -117,9 +117,10 @@ class StreamSender {
 
   // Queues one record; op.seq must follow the previous one (the first is first_seq). Waits while
   // the queue is full; that wait, too, is bounded by send_timeout. Dropped once lost. A write's
-  // data is written from op.data as it is (moved in: no copy). `ask_ack`: an ack request for this
-  // record goes right behind it, in the same system call (the caller waits for it next).
-  void send(Op op, bool ask_ack = false);
+  // data is written from op.data as it is (moved in: no copy). `wait` (op.h): unless None, an ack
+  // request for this record goes right behind it, in the same system call; Now: at once, not
+  // held with the small records no one waits for yet (cork).
+  void send(Op op, AckWait wait = AckWait::None);
   // Returns once every record up to `seq` is acknowledged (true), or the link is lost (false);
   // not acknowledged within send_timeout declares it lost.
   bool waitAcked(uint64_t seq);
@@ -134,6 +135,7 @@ class StreamSender {
   // Acknowledged as on the secondary's disk (its periodic syncfs).
   uint64_t durable() const { return durable_.load(); }
   uint64_t bytesSent() const { return bytes_sent_.load(); }
+  uint64_t acksReceived() const { return acks_received_.load(); }
 
  private:
   StreamSender(std::vector<std::unique_ptr<Channel>> channels, uint64_t first_seq,
@@ -170,6 +172,7 @@ class StreamSender {
   std::atomic<uint64_t> acked_{0};
   std::atomic<uint64_t> durable_{0};
   std::atomic<uint64_t> bytes_sent_{0};
+  std::atomic<uint64_t> acks_received_{0};
 
   mutable std::mutex mutex_;
   std::condition_variable queued_cv_;            // senders wait for records
@@ -180,12 +183,12 @@ class StreamSender {
   // Corked records, encoded one after the other, and when they must go; guarded by mutex_.
   std::string cork_;
   MonotonicTime cork_due_{};
-  int timed_senders_ = 0;  // send threads waiting for cork_due_; guarded by mutex_
-  size_t queued_bytes_ = 0;                      // guarded by mutex_
-  uint64_t next_seq_;                            // guarded by mutex_
-  uint64_t requested_ = 0;                       // the highest ack request sent; guarded by mutex_
-  std::string lost_reason_;                      // guarded by mutex_
-  bool closing_ = false;                         // guarded by mutex_
+  int timed_senders_ = 0;    // send threads waiting for cork_due_; guarded by mutex_
+  size_t queued_bytes_ = 0;  // guarded by mutex_
+  uint64_t next_seq_;        // guarded by mutex_
+  uint64_t requested_ = 0;   // the highest ack request sent or corked; guarded by mutex_
+  std::string lost_reason_;  // guarded by mutex_
+  bool closing_ = false;     // guarded by mutex_
   // Per connection, guarded by mutex_: its answer written; a send thread writing on it; the
   // rest of a record a direct write in send() left half written.
   std::vector<bool> greeted_;
@@ -226,8 +229,9 @@ class StreamReceiver {
                  std::vector<Applier*> appliers, LinkOptions options, Events events);
   void readLoop(size_t index);
   void applyLoop();
-  // Applies one record and acknowledges as needed; false when the session ends.
-  bool applyOne(const Op& op, int* ops_since_ack, size_t* bytes_since_ack);
+  // Applies one record and acknowledges as needed; false when the session ends. `owe_ack` set:
+  // more records follow at once; an acknowledgement asked for is owed (set) instead of sent.
+  bool applyOne(const Op& op, int* ops_since_ack, size_t* bytes_since_ack, bool* owe_ack = nullptr);
   // Acknowledges everything applied so far; false when the session ends.
   bool sendAck();
   // The primary asked for an acknowledgement up to `upto` (an ack request record).

@@ -154,7 +154,7 @@ class StreamLinkTest : public ::testing::Test {
     startReceiver(std::move(*s));
     Op create = createOp("f");
     create.seq = next_seq_++;
-    sender_->send(create, true);
+    sender_->send(create, AckWait::Now);
     ASSERT_TRUE(sender_->waitAcked(create.seq)) << lost_ << ended_;
   }
 
@@ -226,7 +226,7 @@ TEST_F(StreamLinkTest, ARecordMayCarryItsAckRequest) {
   for (int i = 0; i < 3; ++i) {
     Op op = createOp("f" + std::to_string(i));
     op.seq = next_seq_++;
-    sender_->send(op, true);
+    sender_->send(op, AckWait::Now);
     ASSERT_TRUE(sender_->waitAcked(op.seq)) << i << " " << lost_ << ended_;
     EXPECT_TRUE(std::filesystem::exists(dir_ + "/f" + std::to_string(i)));
   }
@@ -271,6 +271,36 @@ TEST_F(StreamLinkTest, SmallRecordsGoWithTheNextWaitedOne) {
   send(writeOp("f", std::string(64 * 1024, 'x'), 4));
   EXPECT_GT(sender_->bytesSent(), before_big);
   ASSERT_TRUE(waitUntil([&] { return receiver_->applied() == next_seq_ - 1; }, 3000));
+}
+
+// A write-back that the next fsync will wait for (AckWait::Later) is held like the records no
+// one waits for and goes with that fsync's record: one acknowledgement for all of them. Waited
+// for alone, it goes at once, not after the cork time.
+TEST_F(StreamLinkTest, ARecordWaitedForLaterGoesWithTheNextOne) {
+  options_.cork = Millis(600000);
+  startWithFile();
+  const uint64_t sent = sender_->bytesSent();
+  const uint64_t acks = sender_->acksReceived();
+  Op back = writeOp("f", "abc");
+  back.seq = next_seq_++;
+  sender_->send(back, AckWait::Later);
+  send(writeOp("f", "d", 3));  // like the times the kernel flushes before an fsync
+  EXPECT_EQ(sender_->bytesSent(), sent);
+  Op fsync;
+  fsync.type = OpType::Fsync;
+  fsync.path = "f";
+  send(fsync);
+  ASSERT_TRUE(sender_->waitAcked(next_seq_ - 1)) << lost_ << ended_;
+  EXPECT_EQ(read("f"), "abcd");
+  EXPECT_EQ(sender_->acksReceived(), acks + 1) << "one for the write-back, one for the fsync";
+
+  Op alone = writeOp("f", "e", 4);
+  alone.seq = next_seq_++;
+  const uint64_t before = sender_->bytesSent();
+  sender_->send(alone, AckWait::Later);
+  EXPECT_EQ(sender_->bytesSent(), before);
+  ASSERT_TRUE(sender_->waitAcked(alone.seq)) << lost_ << ended_;  // else lost at sendtimeout
+  EXPECT_EQ(read("f"), "abcde");
 }
 
 // With no record anyone waits for after it, a held record still goes within the cork time.
