@@ -1,4 +1,5 @@
 #include <malloc.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include <cinttypes>
@@ -118,8 +119,14 @@ Status PrimaryService::begin() {
     local_fds_.push_back(fd);
   }
   last_sample_ = time_.monotonicTime();
-  thread_ = std::thread([this] { loop(); });
-  local_thread_ = std::thread([this] { syncPeriodically(); });
+  thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "rfs-primary");
+    loop();
+  });
+  local_thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "rfs-disk-sync");
+    syncPeriodically();
+  });
   auto listener =
       LinkListener::listen(options_.local_addr, options_.port, options_.peer_addr, options_.link,
                            [this](AcceptedConnection& c) { return onConnection(c); });

@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -115,9 +116,15 @@ void Resyncer::start() {
   throttle_start_ = start_time_;
   hub_.setObserver(session_, [this](const Op& op) { observe(op); });
   for (unsigned i = 0; i < std::max(1u, options_.threads); ++i) {
-    threads_.emplace_back([this] { worker(); });
+    threads_.emplace_back([this] {
+      pthread_setname_np(pthread_self(), "rfs-rei-copy");
+      worker();
+    });
   }
-  threads_.emplace_back([this] { run(); });
+  threads_.emplace_back([this] {
+    pthread_setname_np(pthread_self(), "rfs-rei");
+    run();
+  });
 }
 
 // Whether the walk finished describing `path` (under mutex_): its directory was listed and, for

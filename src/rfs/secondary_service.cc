@@ -1,3 +1,4 @@
+#include <pthread.h>
 #include <sys/mount.h>
 
 #include <random>
@@ -125,8 +126,14 @@ Status SecondaryService::begin() {
     return listener.status();
   }
   listener_ = std::move(*listener);
-  thread_ = std::thread([this] { connect(); });
-  durable_thread_ = std::thread([this] { syncPeriodically(); });
+  thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "rfs-secondary");
+    connect();
+  });
+  durable_thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "rfs-disk-sync");
+    syncPeriodically();
+  });
   return okStatus();
 }
 

@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -164,7 +165,10 @@ Result<std::unique_ptr<LinkListener>> LinkListener::listen(const std::string& lo
   if (l->wake_fd_ < 0) {
     return internalError("eventfd: " + errnoText(errno));
   }
-  l->thread_ = std::thread([raw = l.get()] { raw->serve(); });
+  l->thread_ = std::thread([raw = l.get()] {
+    pthread_setname_np(pthread_self(), "rfs-listen");
+    raw->serve();
+  });
   return l;
 }
 
@@ -306,9 +310,15 @@ std::unique_ptr<StreamSender> StreamSender::start(std::vector<std::unique_ptr<Ch
                                                    std::move(options), time, std::move(events),
                                                    std::move(greeting)));
   for (size_t i = 0; i < s->channels_.size(); ++i) {
-    s->threads_.emplace_back([raw = s.get(), i] { raw->sendLoop(i); });
+    s->threads_.emplace_back([raw = s.get(), i] {
+      pthread_setname_np(pthread_self(), "rfs-send");
+      raw->sendLoop(i);
+    });
   }
-  s->threads_.emplace_back([raw = s.get()] { raw->readLoop(); });
+  s->threads_.emplace_back([raw = s.get()] {
+    pthread_setname_np(pthread_self(), "rfs-acks");
+    raw->readLoop();
+  });
   return s;
 }
 
@@ -715,10 +725,16 @@ std::unique_ptr<StreamReceiver> StreamReceiver::start(
         [raw = r.get()](NeedRanges n) { raw->sendFrame(FrameType::Need, encodeNeed(n)); });
   }
   for (size_t i = 0; i < r->channels_.size(); ++i) {
-    r->threads_.emplace_back([raw = r.get(), i] { raw->readLoop(i); });
+    r->threads_.emplace_back([raw = r.get(), i] {
+      pthread_setname_np(pthread_self(), "rfs-recv");
+      raw->readLoop(i);
+    });
   }
   if (r->channels_.size() > 1) {
-    r->threads_.emplace_back([raw = r.get()] { raw->applyLoop(); });
+    r->threads_.emplace_back([raw = r.get()] {
+      pthread_setname_np(pthread_self(), "rfs-apply");
+      raw->applyLoop();
+    });
   }
   return r;
 }

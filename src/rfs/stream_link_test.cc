@@ -12,6 +12,7 @@
 #include <condition_variable>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "sys/netns_test_util.h"
@@ -301,6 +302,21 @@ TEST_F(StreamLinkTest, ARecordWaitedForLaterGoesWithTheNextOne) {
   EXPECT_EQ(sender_->bytesSent(), before);
   ASSERT_TRUE(sender_->waitAcked(alone.seq)) << lost_ << ended_;  // else lost at sendtimeout
   EXPECT_EQ(read("f"), "abcde");
+}
+
+// Each of the link's threads says what it is (`top -H`, `perf`, /proc/PID/task/*/comm).
+TEST_F(StreamLinkTest, ItsThreadsAreNamed) {
+  startWithFile();
+  std::set<std::string> names;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(task.path() / "comm");
+    std::string name;
+    std::getline(comm, name);
+    names.insert(name);
+  }
+  for (const char* name : {"rfs-listen", "rfs-send", "rfs-acks", "rfs-recv"}) {
+    EXPECT_EQ(names.count(name), 1u) << name;
+  }
 }
 
 // With no record anyone waits for after it, a held record still goes within the cork time.
