@@ -59,6 +59,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "base/time_source.h"
@@ -207,9 +208,13 @@ class Bench {
       return true;
     };
     for (unsigned i = 0; i < config_.fsync_samples; ++i) {
-      const bool native_first = paired && i % 2 == 1;
-      const bool ok = (!native_first || sample(native_fd, i, &native_us)) && sample(fd, i, &us) &&
-                      (!paired || native_first || sample(native_fd, i, &native_us));
+      std::pair<int, std::vector<double>*> first{fd, &us};
+      std::pair<int, std::vector<double>*> second{native_fd, &native_us};
+      if (i % 2 == 1) {
+        std::swap(first, second);  // each goes first half of the time
+      }
+      const bool ok = (first.first < 0 || sample(first.first, i, first.second)) &&
+                      (second.first < 0 || sample(second.first, i, second.second));
       if (!ok) {
         const int e = errno;
         done();

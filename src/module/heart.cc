@@ -20,6 +20,8 @@
 #include <span>
 #include <utility>
 
+#include "base/thread.h"
+
 namespace halo::module {
 namespace {
 
@@ -190,7 +192,7 @@ Result<std::unique_ptr<Heart>> Heart::start(HeartOptions options, sys::EventLoop
   for (auto& link : heart->links_) {
     link->next_send = heart->started_;
   }
-  heart->thread_ = std::thread([h = heart.get()] { h->run(); });
+  heart->thread_ = namedThread("halo-heart", [h = heart.get()] { h->run(); });
   return heart;
 }
 
@@ -338,7 +340,6 @@ void Heart::warn(std::string message) {
 }
 
 void Heart::run() {
-  pthread_setname_np(pthread_self(), "halo-heart");
   if (options_.realtime) {
     sched_param param{};
     param.sched_priority = kRealtimePriority;

@@ -1,8 +1,7 @@
 // FuseFs (fuse_fs.h): the inode table, the activity log's needs, the libfuse glue, mounting
 // and unmounting. The operations are in fuse_ops.cc and fuse_io.cc.
 
-#include <pthread.h>
-
+#include "base/thread.h"
 #include "rfs/fuse_impl.h"
 
 namespace halo::rfs {
@@ -417,9 +416,8 @@ Status FuseFs::Impl::start() {
     conn_abort_path_ = "/sys/fs/fuse/connections/" + majmin.substr(colon + 1) + "/abort";
   }
   loop_done_future_ = loop_done_.get_future();
-  loop_ = std::thread([this] {
-    // libfuse's worker threads are made by this one and so carry its name too.
-    pthread_setname_np(pthread_self(), "rfs-fuse");
+  // libfuse's worker threads are made by this one and so carry its name too.
+  loop_ = namedThread("rfs-fuse", [this] {
     fuse_loop_config* cfg = fuse_loop_cfg_create();
     fuse_loop_cfg_set_clone_fd(cfg, 1);
     fuse_loop_cfg_set_max_threads(cfg, std::max(1u, options_.threads));

@@ -91,11 +91,7 @@ class RecordingSink : public OpSink {
     std::lock_guard lock(mu_);
     return seq_;
   }
-  // Submitted with submitAwaited: the sink may ask the peer for its acknowledgement with it.
-  bool awaited(uint64_t seq) {
-    std::lock_guard lock(mu_);
-    return awaited_.count(seq) != 0;
-  }
+  // As submitAwaited said (None: submitted with submit).
   AckWait ackWait(uint64_t seq) {
     std::lock_guard lock(mu_);
     auto it = awaited_.find(seq);
@@ -730,7 +726,7 @@ TEST_F(FuseFsTest, WaitsForNamespaceOpsAndFsyncNotPlainWrites) {
   EXPECT_EQ(written, 4u << 20);
   EXPECT_EQ(sink_.waits().size(), waits_after_create);  // plain writes do not wait
   for (const Op& op : opsFor(sink_.ops(), OpType::Write)) {
-    EXPECT_FALSE(sink_.awaited(op.seq)) << "a direct write asks for no acknowledgement";
+    EXPECT_EQ(sink_.ackWait(op.seq), AckWait::None) << "a direct write asks for no acknowledgement";
   }
   ASSERT_EQ(::fsync(fd), 0);
   auto waits = sink_.waits();
@@ -754,7 +750,7 @@ TEST_F(FuseFsTest, WaitsForNamespaceOpsAndFsyncNotPlainWrites) {
   EXPECT_EQ(sink_.waits().back(), sink_.lastSeq());
   const Op sync_write = opsFor(sink_.ops(), OpType::Write).back();
   EXPECT_EQ(sync_write.path, "s");
-  EXPECT_TRUE(sink_.awaited(sync_write.seq));
+  EXPECT_NE(sink_.ackWait(sync_write.seq), AckWait::None);
   ASSERT_EQ(::close(fd), 0);
 
   // A plain written file waits on close; the page cache's write-back of it, which comes right

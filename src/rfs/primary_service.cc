@@ -1,5 +1,4 @@
 #include <malloc.h>
-#include <pthread.h>
 #include <unistd.h>
 
 #include <cinttypes>
@@ -7,6 +6,7 @@
 #include <optional>
 #include <random>
 
+#include "base/thread.h"
 #include "rfs/service.h"
 #include "rfs/service_util.h"
 
@@ -119,14 +119,8 @@ Status PrimaryService::begin() {
     local_fds_.push_back(fd);
   }
   last_sample_ = time_.monotonicTime();
-  thread_ = std::thread([this] {
-    pthread_setname_np(pthread_self(), "rfs-primary");
-    loop();
-  });
-  local_thread_ = std::thread([this] {
-    pthread_setname_np(pthread_self(), "rfs-disk-sync");
-    syncPeriodically();
-  });
+  thread_ = namedThread("rfs-primary", [this] { loop(); });
+  local_thread_ = namedThread("rfs-disk-sync", [this] { syncPeriodically(); });
   auto listener =
       LinkListener::listen(options_.local_addr, options_.port, options_.peer_addr, options_.link,
                            [this](AcceptedConnection& c) { return onConnection(c); });

@@ -3,7 +3,6 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
-#include <pthread.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -14,6 +13,7 @@
 #include <cstdio>
 
 #include "base/strings.h"
+#include "base/thread.h"
 #include "rfs/digest.h"
 #include "rfs/op_stat.h"
 #include "rfs/resync_util.h"
@@ -116,15 +116,9 @@ void Resyncer::start() {
   throttle_start_ = start_time_;
   hub_.setObserver(session_, [this](const Op& op) { observe(op); });
   for (unsigned i = 0; i < std::max(1u, options_.threads); ++i) {
-    threads_.emplace_back([this] {
-      pthread_setname_np(pthread_self(), "rfs-rei-copy");
-      worker();
-    });
+    threads_.emplace_back(namedThread("rfs-rei-copy", [this] { worker(); }));
   }
-  threads_.emplace_back([this] {
-    pthread_setname_np(pthread_self(), "rfs-rei");
-    run();
-  });
+  threads_.emplace_back(namedThread("rfs-rei", [this] { run(); }));
 }
 
 // Whether the walk finished describing `path` (under mutex_): its directory was listed and, for

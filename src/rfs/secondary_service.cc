@@ -1,8 +1,8 @@
-#include <pthread.h>
 #include <sys/mount.h>
 
 #include <random>
 
+#include "base/thread.h"
 #include "rfs/quarantine.h"
 #include "rfs/service.h"
 #include "rfs/service_util.h"
@@ -126,14 +126,8 @@ Status SecondaryService::begin() {
     return listener.status();
   }
   listener_ = std::move(*listener);
-  thread_ = std::thread([this] {
-    pthread_setname_np(pthread_self(), "rfs-secondary");
-    connect();
-  });
-  durable_thread_ = std::thread([this] {
-    pthread_setname_np(pthread_self(), "rfs-disk-sync");
-    syncPeriodically();
-  });
+  thread_ = namedThread("rfs-secondary", [this] { connect(); });
+  durable_thread_ = namedThread("rfs-disk-sync", [this] { syncPeriodically(); });
   return okStatus();
 }
 

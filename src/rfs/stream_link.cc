@@ -4,13 +4,14 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
-#include <pthread.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+
+#include "base/thread.h"
 
 namespace halo::rfs {
 
@@ -165,10 +166,7 @@ Result<std::unique_ptr<LinkListener>> LinkListener::listen(const std::string& lo
   if (l->wake_fd_ < 0) {
     return internalError("eventfd: " + errnoText(errno));
   }
-  l->thread_ = std::thread([raw = l.get()] {
-    pthread_setname_np(pthread_self(), "rfs-listen");
-    raw->serve();
-  });
+  l->thread_ = namedThread("rfs-listen", [raw = l.get()] { raw->serve(); });
   return l;
 }
 
@@ -310,15 +308,9 @@ std::unique_ptr<StreamSender> StreamSender::start(std::vector<std::unique_ptr<Ch
                                                    std::move(options), time, std::move(events),
                                                    std::move(greeting)));
   for (size_t i = 0; i < s->channels_.size(); ++i) {
-    s->threads_.emplace_back([raw = s.get(), i] {
-      pthread_setname_np(pthread_self(), "rfs-send");
-      raw->sendLoop(i);
-    });
+    s->threads_.emplace_back(namedThread("rfs-send", [raw = s.get(), i] { raw->sendLoop(i); }));
   }
-  s->threads_.emplace_back([raw = s.get()] {
-    pthread_setname_np(pthread_self(), "rfs-acks");
-    raw->readLoop();
-  });
+  s->threads_.emplace_back(namedThread("rfs-acks", [raw = s.get()] { raw->readLoop(); }));
   return s;
 }
 
@@ -725,16 +717,10 @@ std::unique_ptr<StreamReceiver> StreamReceiver::start(
         [raw = r.get()](NeedRanges n) { raw->sendFrame(FrameType::Need, encodeNeed(n)); });
   }
   for (size_t i = 0; i < r->channels_.size(); ++i) {
-    r->threads_.emplace_back([raw = r.get(), i] {
-      pthread_setname_np(pthread_self(), "rfs-recv");
-      raw->readLoop(i);
-    });
+    r->threads_.emplace_back(namedThread("rfs-recv", [raw = r.get(), i] { raw->readLoop(i); }));
   }
   if (r->channels_.size() > 1) {
-    r->threads_.emplace_back([raw = r.get()] {
-      pthread_setname_np(pthread_self(), "rfs-apply");
-      raw->applyLoop();
-    });
+    r->threads_.emplace_back(namedThread("rfs-apply", [raw = r.get()] { raw->applyLoop(); }));
   }
   return r;
 }
@@ -887,8 +873,8 @@ void StreamReceiver::readLoop(size_t index) {
     std::memmove(buffer.data(), buffer.data() + used, have - used);
     have -= used;
     if (inline_apply) {
-      // An acknowledgement asked for by a record that others follow in this read goes once
-      // they are applied too: one frame (and one wake-up of the primary) for them all.
+      // An acknowledgement asked for by a record of this read goes once all of them are
+      // applied: one frame (and one wake-up of the primary) for them all.
       bool owe_ack = false;
       for (size_t i = 0; i < decoded.size(); ++i) {
         if (decoded[i].seq != next_seq_) {
@@ -897,8 +883,7 @@ void StreamReceiver::readLoop(size_t index) {
           return;
         }
         ++next_seq_;
-        const bool last = i + 1 == decoded.size();
-        if (!applyOne(decoded[i], &ops_since_ack, &bytes_since_ack, last ? nullptr : &owe_ack)) {
+        if (!applyOne(decoded[i], &ops_since_ack, &bytes_since_ack, &owe_ack)) {
           return;
         }
       }

@@ -229,8 +229,8 @@ class StreamReceiver {
                  std::vector<Applier*> appliers, LinkOptions options, Events events);
   void readLoop(size_t index);
   void applyLoop();
-  // Applies one record and acknowledges as needed; false when the session ends. `owe_ack` set:
-  // more records follow at once; an acknowledgement asked for is owed (set) instead of sent.
+  // Applies one record and acknowledges as needed; false when the session ends. `owe_ack` given:
+  // an acknowledgement asked for is owed (set) instead of sent, the caller sends it.
   bool applyOne(const Op& op, int* ops_since_ack, size_t* bytes_since_ack, bool* owe_ack = nullptr);
   // Acknowledges everything applied so far; false when the session ends.
   bool sendAck();
