@@ -410,6 +410,12 @@ Status FuseFs::Impl::start() {
     session_ = nullptr;
     return internalError("fuse_session_mount " + options_.dir + " failed");
   }
+  if (Status raw = useRawIo(); !raw.ok()) {
+    fuse_session_unmount(session_);
+    fuse_session_destroy(session_);
+    session_ = nullptr;
+    return raw;
+  }
   mounted_ = true;
   std::string majmin = mountDevice(options_.dir);
   if (auto colon = majmin.find(':'); colon != std::string::npos) {
@@ -467,6 +473,10 @@ Status FuseFs::unmount() { return impl_->stop(); }
 void FuseFs::ordered(const std::function<void()>& fn) { impl_->ordered(fn); }
 
 int FuseFs::rootFd() const { return impl_->rootFd(); }
+
+bool FuseFs::handlesKillPriv() const { return impl_->handlesKillPriv(); }
+
+uint64_t FuseFs::xattrReads() const { return impl_->xattrReads(); }
 
 uint64_t FuseFs::lastDataChange(dev_t dev, ino_t ino) const {
   return impl_->lastDataChange(dev, ino);

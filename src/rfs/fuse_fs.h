@@ -61,6 +61,11 @@ class FuseFs {
   // Only inside ordered(): the sequence number of the last data change (write, truncate,
   // fallocate) of the real inode (dev, ino); an upper bound when it is no longer tracked.
   uint64_t lastDataChange(dev_t dev, ino_t ino) const;
+  // The kernel left set-ID bits and capabilities to us (FUSE_HANDLE_KILLPRIV_V2, fuse_raw.cc):
+  // it no longer asks for security.capability before each write.
+  bool handlesKillPriv() const;
+  // getxattr requests served since the mount.
+  uint64_t xattrReads() const;
 
   class Impl;  // public so the C callbacks in fuse_fs.cc can name it
 

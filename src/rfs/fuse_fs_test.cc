@@ -585,6 +585,92 @@ TEST_F(FuseFsTest, CreatorOwnsNewNodes) {
   EXPECT_EQ(creates[0].mode, S_IFREG | 0664u);
 }
 
+// The kernel leaves set-ID bits and capabilities to the file system (FUSE_HANDLE_KILLPRIV_V2,
+// fuse_raw.cc): it stops asking for security.capability before each write, and what a write or
+// truncation must remove still goes, on the peer too.
+TEST_F(FuseFsTest, SetIdBitsAndCapabilitiesGoWithoutAQueryPerWrite) {
+  ASSERT_EQ(::chmod(tmp_.path().c_str(), 0755), 0);  // let the user reach the mount
+  mountFs();
+  testutil::writeFile(path("w"), "");  // the mount's first request waited for its INIT
+  ASSERT_TRUE(fuse_->handlesKillPriv()) << "the kernel did not take FUSE_HANDLE_KILLPRIV_V2";
+  const uint64_t queries = fuse_->xattrReads();
+  int fd = ::open(path("w").c_str(), O_WRONLY);
+  ASSERT_GE(fd, 0);
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_EQ(::pwrite(fd, "x", 1, i), 1);
+  }
+  ::close(fd);
+  EXPECT_LE(fuse_->xattrReads() - queries, 1u) << "one query per write";
+
+  // A capability goes with the file's next write, by the real file system's own rule.
+  testutil::writeFile(path("cap"), "c");
+  const uint32_t cap[5] = {0x02000000u, 1u << 10, 0, 0, 0};  // revision 2: cap_net_bind_service
+  ASSERT_EQ(::setxattr(path("cap").c_str(), "security.capability", cap, sizeof(cap), 0), 0)
+      << std::strerror(errno);
+  ASSERT_EQ(::getxattr(path("cap").c_str(), "security.capability", nullptr, 0),
+            static_cast<ssize_t>(sizeof(cap)));
+  fd = ::open(path("cap").c_str(), O_WRONLY);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::pwrite(fd, "d", 1, 1), 1);
+  ASSERT_EQ(::fsync(fd), 0);
+  ::close(fd);
+  EXPECT_EQ(::getxattr(path("cap").c_str(), "security.capability", nullptr, 0), -1);
+  EXPECT_EQ(errno, ENODATA);
+
+  // Set-ID bits: an unprivileged writer cannot keep them (set-group-ID only when group-executable),
+  // root can.
+  for (const char* name : {"suid", "noexec", "trunc", "root"}) {
+    testutil::writeFile(path(name), "0123");
+  }
+  ASSERT_EQ(::chmod(path("suid").c_str(), 06777), 0);
+  ASSERT_EQ(::chmod(path("noexec").c_str(), 06767), 0);
+  ASSERT_EQ(::chmod(path("trunc").c_str(), 06777), 0);
+  ASSERT_EQ(::chmod(path("root").c_str(), 06777), 0);
+  const size_t ops_before = sink_.ops().size();
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    if (::setgid(2000) != 0 || ::setuid(1000) != 0) {
+      ::_exit(10);
+    }
+    for (const char* name : {"/suid", "/noexec"}) {
+      int wfd = ::open((dir_ + name).c_str(), O_WRONLY);
+      if (wfd < 0 || ::pwrite(wfd, "u", 1, 0) != 1 || ::close(wfd) != 0) {
+        ::_exit(11);
+      }
+    }
+    ::_exit(::truncate((dir_ + "/trunc").c_str(), 1) == 0 ? 0 : 12);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  ASSERT_EQ(WEXITSTATUS(status), 0);
+  fd = ::open(path("root").c_str(), O_WRONLY);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::pwrite(fd, "r", 1, 0), 1);
+  ASSERT_EQ(::fsync(fd), 0);
+  ::close(fd);
+  std::map<std::string, mode_t> want = {
+      {"suid", 0777}, {"noexec", 02767}, {"trunc", 0777}, {"root", 06777}};
+  for (const auto& [name, mode] : want) {
+    struct stat st;
+    ASSERT_EQ(::stat(path(name).c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 07777, mode) << name;
+  }
+  EXPECT_EQ(readFile(path("suid")), "u123");
+  EXPECT_EQ(readFile(path("trunc")), "0");
+  // The peer gets each new mode, which its own writes as root would not make.
+  std::map<std::string, mode_t> sent;
+  const auto ops = sink_.ops();
+  for (const Op& op : opsFor({ops.begin() + ops_before, ops.end()}, OpType::SetAttr)) {
+    if ((op.flags & kSetMode) != 0) {
+      sent[op.path] = op.mode & 07777;
+    }
+  }
+  want.erase("root");
+  EXPECT_EQ(sent, want);
+}
+
 TEST_F(FuseFsTest, XattrsAndFallocate) {
   mountFs();
   testutil::writeFile(path("f"), "x");

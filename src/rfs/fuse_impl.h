@@ -11,11 +11,13 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
+#include <pthread.h>
 #include <stdio.h>  // renameat2
 #include <stdlib.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/uio.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -108,6 +110,9 @@ class FuseFs::Impl {
     if (root_fd_ >= 0) {
       ::close(root_fd_);
     }
+    if (note_key_made_) {
+      ::pthread_key_delete(note_key_);
+    }
   }
 
   Status start();
@@ -117,6 +122,8 @@ class FuseFs::Impl {
     fn();
   }
   int rootFd() const { return root_fd_; }
+  bool handlesKillPriv() const { return killpriv_v2_; }
+  uint64_t xattrReads() const { return xattr_reads_; }
   uint64_t lastDataChange(dev_t dev, ino_t ino) const {
     auto it = by_dev_ino_.find(std::make_pair(dev, ino));
     if (it == by_dev_ino_.end()) {
@@ -160,6 +167,30 @@ class FuseFs::Impl {
                  fuse_file_info* fi);
 
  private:
+  // FUSE_HANDLE_KILLPRIV_V2, which libfuse 3.14 cannot negotiate, through its custom I/O hooks
+  // (fuse_raw.cc). After fuse_session_mount, before the loop.
+  Status useRawIo();
+  ssize_t readRequest(int fd, void* buf, size_t len);
+  ssize_t writeReply(int fd, iovec* iov, int count);
+  // The kernel asked, for the request this thread handles, to remove set-ID bits the caller
+  // could not keep (a write or a truncation by an unprivileged process).
+  bool killSuidgidAsked() const;
+  // Removes them from the regular file `fd` (or `rel` if fd < 0): set-user-ID, and set-group-ID
+  // if group-executable. `*mode` gets the new permission bits (0: nothing changed). Returns 0
+  // or an errno.
+  int dropSetIds(int fd, const char* rel, mode_t* mode);
+  // Under mu_: sends the peer node `ino`'s new permission bits.
+  void replicateMode(uint64_t ino, mode_t mode) {
+    if (auto path = pathOf(ino); path && replicated(*path)) {
+      Op op;
+      op.type = OpType::SetAttr;
+      op.path = std::move(*path);
+      op.flags = kSetMode;
+      op.mode = mode;
+      submit(std::move(op));
+    }
+  }
+
   static FileHandle* fileHandle(fuse_file_info* fi) {
     return reinterpret_cast<FileHandle*>(static_cast<uintptr_t>(fi->fh));
   }
@@ -285,6 +316,14 @@ class FuseFs::Impl {
 
   fuse_session* session_ = nullptr;
   bool mounted_ = false;
+  // fuse_raw.cc: each request read leaves a note for the thread that handles it under this key.
+  pthread_key_t note_key_{};
+  bool note_key_made_ = false;
+  std::atomic<uint64_t> init_unique_{0};  // the INIT request's, to find its reply
+  std::atomic<bool> killpriv_offered_{false};
+  std::atomic<bool> killpriv_decided_{false};
+  std::atomic<bool> killpriv_v2_{false};
+  std::atomic<uint64_t> xattr_reads_{0};  // getxattr requests served
   std::string conn_abort_path_;  // /sys/fs/fuse/connections/<minor>/abort
   std::thread loop_;
   std::promise<void> loop_done_;

@@ -179,8 +179,15 @@ void FuseFs::Impl::write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t
     ActivityLog::Ticket ticket =
         admit(lock, [&](NeedBuilder& b) { b.data(ino, static_cast<uint64_t>(off), size); });
     Admitted admitted(this, &ticket);
-    n = ::pwrite(h->fd, buf, size, off);
-    if (n < 0) {
+    if (fi->writepage == 0 && killSuidgidAsked()) {
+      mode_t kept = 0;
+      err = dropSetIds(h->fd, nullptr, &kept);
+      if (kept != 0) {
+        replicateMode(ino, kept);
+      }
+    }
+    n = err == 0 ? ::pwrite(h->fd, buf, size, off) : -1;
+    if (err == 0 && n < 0) {
       err = errno;
     } else if (n > 0) {
       // An inode with no link left (unlinked while open) has nothing to name on the peer.
@@ -453,6 +460,7 @@ void replyXattr(fuse_req_t req, size_t size, const std::function<ssize_t(char*, 
 }  // namespace
 
 void FuseFs::Impl::getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
+  xattr_reads_.fetch_add(1, std::memory_order_relaxed);
   std::unique_lock lock(mu_);
   auto path = pathOf(ino);
   lock.unlock();

@@ -16,8 +16,9 @@ void FuseFs::Impl::init(fuse_conn_info* conn) {
   if ((conn->capable & FUSE_CAP_SPLICE_WRITE) != 0) {
     conn->want |= FUSE_CAP_SPLICE_WRITE | (conn->capable & FUSE_CAP_SPLICE_MOVE);
   }
-  // O_TRUNC then arrives as a separate setattr(size=0), which we replicate like any truncate;
-  // and the kernel itself clears set-ID bits on write and chown, through setattr(mode).
+  // O_TRUNC then arrives as a separate setattr(size=0), which we replicate like any truncate.
+  // Set-ID bits: not the first version of "the file system kills them" (it would have to guess
+  // the caller's privileges); the second one, which says when, is negotiated in fuse_raw.cc.
   conn->want &= ~(FUSE_CAP_ATOMIC_O_TRUNC | FUSE_CAP_HANDLE_KILLPRIV);
 }
 
@@ -214,6 +215,15 @@ void FuseFs::Impl::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, in
       op.atime_nsec = ts[0].tv_nsec;
       op.mtime_sec = ts[1].tv_sec;
       op.mtime_nsec = ts[1].tv_nsec;
+    }
+  }
+  if (err == 0 && (to_set & (FUSE_SET_ATTR_SIZE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) != 0 &&
+      killSuidgidAsked()) {
+    mode_t kept = 0;
+    err = dropSetIds(fd, rel, &kept);
+    if (kept != 0) {
+      op.flags |= kSetMode;
+      op.mode = kept;
     }
   }
   struct stat st;
