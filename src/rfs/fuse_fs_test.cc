@@ -619,13 +619,12 @@ TEST_F(FuseFsTest, SetIdBitsAndCapabilitiesGoWithoutAQueryPerWrite) {
 
   // Set-ID bits: an unprivileged writer cannot keep them (set-group-ID only when group-executable),
   // root can.
-  for (const char* name : {"suid", "noexec", "trunc", "root"}) {
+  std::map<std::string, mode_t> want = {{"suid", 0777},   {"noexec", 02767}, {"trunc", 0777},
+                                        {"otrunc", 0777}, {"falloc", 0777},  {"root", 06777}};
+  for (const auto& [name, mode] : want) {
     testutil::writeFile(path(name), "0123");
+    ASSERT_EQ(::chmod(path(name).c_str(), name == "noexec" ? 06767 : 06777), 0);
   }
-  ASSERT_EQ(::chmod(path("suid").c_str(), 06777), 0);
-  ASSERT_EQ(::chmod(path("noexec").c_str(), 06767), 0);
-  ASSERT_EQ(::chmod(path("trunc").c_str(), 06777), 0);
-  ASSERT_EQ(::chmod(path("root").c_str(), 06777), 0);
   const size_t ops_before = sink_.ops().size();
   pid_t pid = ::fork();
   ASSERT_GE(pid, 0);
@@ -639,7 +638,15 @@ TEST_F(FuseFsTest, SetIdBitsAndCapabilitiesGoWithoutAQueryPerWrite) {
         ::_exit(11);
       }
     }
-    ::_exit(::truncate((dir_ + "/trunc").c_str(), 1) == 0 ? 0 : 12);
+    int tfd = ::open((dir_ + "/otrunc").c_str(), O_WRONLY | O_TRUNC);
+    if (tfd < 0 || ::close(tfd) != 0) {
+      ::_exit(12);
+    }
+    tfd = ::open((dir_ + "/falloc").c_str(), O_WRONLY);
+    if (tfd < 0 || ::fallocate(tfd, 0, 0, 8192) != 0 || ::close(tfd) != 0) {
+      ::_exit(13);
+    }
+    ::_exit(::truncate((dir_ + "/trunc").c_str(), 1) == 0 ? 0 : 14);
   }
   int status = 0;
   ASSERT_EQ(::waitpid(pid, &status, 0), pid);
@@ -650,8 +657,6 @@ TEST_F(FuseFsTest, SetIdBitsAndCapabilitiesGoWithoutAQueryPerWrite) {
   ASSERT_EQ(::pwrite(fd, "r", 1, 0), 1);
   ASSERT_EQ(::fsync(fd), 0);
   ::close(fd);
-  std::map<std::string, mode_t> want = {
-      {"suid", 0777}, {"noexec", 02767}, {"trunc", 0777}, {"root", 06777}};
   for (const auto& [name, mode] : want) {
     struct stat st;
     ASSERT_EQ(::stat(path(name).c_str(), &st), 0);
@@ -659,6 +664,7 @@ TEST_F(FuseFsTest, SetIdBitsAndCapabilitiesGoWithoutAQueryPerWrite) {
   }
   EXPECT_EQ(readFile(path("suid")), "u123");
   EXPECT_EQ(readFile(path("trunc")), "0");
+  EXPECT_EQ(readFile(path("otrunc")), "");
   // The peer gets each new mode, which its own writes as root would not make.
   std::map<std::string, mode_t> sent;
   const auto ops = sink_.ops();

@@ -525,9 +525,18 @@ void FuseFs::Impl::fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off
       }
     });
     Admitted admitted(this, &ticket);
-    if (::fallocate(fileHandle(fi)->fd, mode, offset, length) < 0) {
+    // The kernel does not ask here (FUSE_HANDLE_KILLPRIV_V2 names writes, truncations and
+    // chowns): the caller's uid stands for its privilege.
+    mode_t kept = 0;
+    if (fuse_req_ctx(req)->uid != 0) {
+      err = dropSetIds(fileHandle(fi)->fd, nullptr, &kept);
+      if (kept != 0) {
+        replicateMode(ino, kept);
+      }
+    }
+    if (err == 0 && ::fallocate(fileHandle(fi)->fd, mode, offset, length) < 0) {
       err = errno;
-    } else {
+    } else if (err == 0) {
       auto path = pathOf(ino);
       if (path && replicated(*path)) {
         Op op;

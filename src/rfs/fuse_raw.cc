@@ -79,6 +79,8 @@ ssize_t FuseFs::Impl::readRequest(int fd, void* buf, size_t len) {
           note |= kNoteKillSuidgid;
         }
         break;
+      // No FUSE_OPEN_KILL_SUIDGID: without atomic O_TRUNC (fuse_ops.cc, init), an open's
+      // truncation comes as a setattr.
       case FUSE_SETATTR:
         if (field(arg, arg_len, offsetof(fuse_setattr_in, valid), &flags) &&
             (flags & FATTR_KILL_SUIDGID) != 0) {
