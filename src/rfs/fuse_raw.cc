@@ -2,12 +2,13 @@
 //
 // Without it, the kernel asks for the security.capability attribute before every write(2), to
 // know whether the write must remove it: one more request and two more thread wake-ups on the
-// path of each write, about 40 us of a 4 KiB write+fsync on the machine we measure on
+// path of each write, about 30 us of a 4 KiB write+fsync on the machine we measure on
 // (bench/rfs). With it, the file system removes set-ID bits and capabilities itself, and the
 // kernel stops asking after the first write to an inode. Capabilities go by themselves: our
 // writes, truncations and chowns on the real file remove them there, as the peer's do on its
-// copy. Set-ID bits do not (we write as root): the kernel says, per request, when the caller
-// could not keep them, and the handlers remove them then (dropSetIds).
+// copy. Set-ID bits do not (we write as root): the kernel says, per write or setattr, when the
+// caller could not keep them, and the handlers remove them then (dropSetIds). For fallocate it
+// neither removes them nor says; fuse_io.cc decides by the caller's uid.
 //
 // libfuse 3.14 knows neither the flag nor the request fields that carry the kernel's word, so
 // both are handled here, through its custom I/O hooks: the INIT reply gets the flag if the
