@@ -476,6 +476,8 @@ int FuseFs::rootFd() const { return impl_->rootFd(); }
 
 bool FuseFs::handlesKillPriv() const { return impl_->handlesKillPriv(); }
 
+bool FuseFs::kernelOffersKillPriv() const { return impl_->kernelOffersKillPriv(); }
+
 uint64_t FuseFs::xattrReads() const { return impl_->xattrReads(); }
 
 uint64_t FuseFs::lastDataChange(dev_t dev, ino_t ino) const {

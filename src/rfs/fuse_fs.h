@@ -64,6 +64,7 @@ class FuseFs {
   // The kernel left set-ID bits and capabilities to us (FUSE_HANDLE_KILLPRIV_V2, fuse_raw.cc):
   // it no longer asks for security.capability before each write.
   bool handlesKillPriv() const;
+  bool kernelOffersKillPriv() const;  // Linux 5.11 and later
   // getxattr requests served since the mount.
   uint64_t xattrReads() const;
 

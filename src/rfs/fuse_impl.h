@@ -123,6 +123,7 @@ class FuseFs::Impl {
   }
   int rootFd() const { return root_fd_; }
   bool handlesKillPriv() const { return killpriv_v2_; }
+  bool kernelOffersKillPriv() const { return killpriv_offered_; }
   uint64_t xattrReads() const { return xattr_reads_; }
   uint64_t lastDataChange(dev_t dev, ino_t ino) const {
     auto it = by_dev_ino_.find(std::make_pair(dev, ino));
@@ -179,8 +180,11 @@ class FuseFs::Impl {
   // if group-executable. `*mode` gets the new permission bits (0: nothing changed). Returns 0
   // or an errno.
   int dropSetIds(int fd, const char* rel, mode_t* mode);
-  // Under mu_: sends the peer node `ino`'s new permission bits.
-  void replicateMode(uint64_t ino, mode_t mode) {
+  // Under mu_, after dropSetIds outside a setattr (whose reply carries the new attributes): the
+  // kernel's cached mode is made stale (attributes only, which takes no inode lock: safe inside
+  // a request), and the peer gets node `ino`'s new permission bits.
+  void droppedSetIds(uint64_t ino, mode_t mode) {
+    fuse_lowlevel_notify_inval_inode(session_, ino, -1, 0);
     if (auto path = pathOf(ino); path && replicated(*path)) {
       Op op;
       op.type = OpType::SetAttr;

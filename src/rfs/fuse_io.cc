@@ -184,7 +184,7 @@ void FuseFs::Impl::write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t
       mode_t kept = 0;
       err = dropSetIds(h->fd, nullptr, &kept);
       if (kept != 0) {
-        replicateMode(ino, kept);
+        droppedSetIds(ino, kept);
       }
     }
     n = err == 0 ? ::pwrite(h->fd, buf, size, off) : -1;
@@ -544,7 +544,7 @@ void FuseFs::Impl::fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off
     if (fuse_req_ctx(req)->uid != 0) {
       err = dropSetIds(fileHandle(fi)->fd, nullptr, &kept);
       if (kept != 0) {
-        replicateMode(ino, kept);
+        droppedSetIds(ino, kept);
       }
     }
     if (err == 0 && ::fallocate(fileHandle(fi)->fd, mode, offset, length) < 0) {

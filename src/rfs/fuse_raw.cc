@@ -60,6 +60,7 @@ Status FuseFs::Impl::useRawIo() {
 
 ssize_t FuseFs::Impl::readRequest(int fd, void* buf, size_t len) {
   const ssize_t n = ::read(fd, buf, len);
+  const int read_errno = errno;  // libfuse tells ENOENT, ENODEV, EINTR... apart by it
   uintptr_t note = 0;
   if (n >= static_cast<ssize_t>(sizeof(fuse_in_header))) {
     fuse_in_header in;
@@ -94,6 +95,7 @@ ssize_t FuseFs::Impl::readRequest(int fd, void* buf, size_t len) {
   }
   // Every request replaces the last one's note: one never applies to the next.
   ::pthread_setspecific(note_key_, reinterpret_cast<void*>(note));
+  errno = read_errno;
   return n;
 }
 
@@ -130,7 +132,9 @@ int FuseFs::Impl::dropSetIds(int fd, const char* rel, mode_t* mode) {
   if (r != 0) {
     return errno;
   }
-  // The kernel's own rule: set-group-ID without group execution is no privilege, it stays.
+  // The FUSE protocol's rule (linux/fuse.h, FUSE_HANDLE_KILLPRIV_V2): set-group-ID without
+  // group execution stays. (Since Linux 6.2 the kernel's own rule also drops it for a writer
+  // outside the file's group; the protocol still says this.)
   const mode_t drop = S_ISUID | ((st.st_mode & S_IXGRP) != 0 ? S_ISGID : 0);
   if (!S_ISREG(st.st_mode) || (st.st_mode & drop) == 0) {
     return 0;
