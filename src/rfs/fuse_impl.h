@@ -180,10 +180,16 @@ class FuseFs::Impl {
   // if group-executable. `*mode` gets the new permission bits (0: nothing changed). Returns 0
   // or an errno.
   int dropSetIds(int fd, const char* rel, mode_t* mode);
-  // Under mu_, after dropSetIds outside a setattr (whose reply carries the new attributes): the
-  // kernel's cached mode is made stale (attributes only, which takes no inode lock: safe inside
-  // a request), and the peer gets node `ino`'s new permission bits.
-  void droppedSetIds(uint64_t ino, mode_t mode) {
+  // Under mu_, outside a setattr (whose reply carries the new attributes): dropSetIds on node
+  // `ino`'s open file `fd`; if that changed the mode, the kernel's cached one is made stale
+  // (attributes only, which takes no inode lock: safe inside a request) and the peer gets it.
+  // Returns 0 or an errno.
+  int dropSetIdsOf(uint64_t ino, int fd) {
+    mode_t mode = 0;
+    const int err = dropSetIds(fd, nullptr, &mode);
+    if (mode == 0) {
+      return err;
+    }
     fuse_lowlevel_notify_inval_inode(session_, ino, -1, 0);
     if (auto path = pathOf(ino); path && replicated(*path)) {
       Op op;
@@ -193,6 +199,7 @@ class FuseFs::Impl {
       op.mode = mode;
       submit(std::move(op));
     }
+    return 0;
   }
 
   static FileHandle* fileHandle(fuse_file_info* fi) {
@@ -323,9 +330,8 @@ class FuseFs::Impl {
   // fuse_raw.cc: each request read leaves a note for the thread that handles it under this key.
   pthread_key_t note_key_{};
   bool note_key_made_ = false;
-  std::atomic<uint64_t> init_unique_{0};  // the INIT request's, to find its reply
+  std::atomic<uint64_t> init_unique_{0};  // the INIT request's until its reply (then 0)
   std::atomic<bool> killpriv_offered_{false};
-  std::atomic<bool> killpriv_decided_{false};
   std::atomic<bool> killpriv_v2_{false};
   std::atomic<uint64_t> xattr_reads_{0};  // getxattr requests served
   std::string conn_abort_path_;  // /sys/fs/fuse/connections/<minor>/abort

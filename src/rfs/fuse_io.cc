@@ -181,11 +181,7 @@ void FuseFs::Impl::write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t
         admit(lock, [&](NeedBuilder& b) { b.data(ino, static_cast<uint64_t>(off), size); });
     Admitted admitted(this, &ticket);
     if (fi->writepage == 0 && killSuidgidAsked()) {
-      mode_t kept = 0;
-      err = dropSetIds(h->fd, nullptr, &kept);
-      if (kept != 0) {
-        droppedSetIds(ino, kept);
-      }
+      err = dropSetIdsOf(ino, h->fd);
     }
     n = err == 0 ? ::pwrite(h->fd, buf, size, off) : -1;
     if (err == 0 && n < 0) {
@@ -540,12 +536,8 @@ void FuseFs::Impl::fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off
     Admitted admitted(this, &ticket);
     // The kernel does not ask here (FUSE_HANDLE_KILLPRIV_V2 names writes, truncations and
     // chowns): the caller's uid stands for its privilege.
-    mode_t kept = 0;
     if (fuse_req_ctx(req)->uid != 0) {
-      err = dropSetIds(fileHandle(fi)->fd, nullptr, &kept);
-      if (kept != 0) {
-        droppedSetIds(ino, kept);
-      }
+      err = dropSetIdsOf(ino, fileHandle(fi)->fd);
     }
     if (err == 0 && ::fallocate(fileHandle(fi)->fd, mode, offset, length) < 0) {
       err = errno;

@@ -101,13 +101,13 @@ ssize_t FuseFs::Impl::readRequest(int fd, void* buf, size_t len) {
 
 ssize_t FuseFs::Impl::writeReply(int fd, iovec* iov, int count) {
   // The INIT reply: libfuse puts the header and the argument in two pieces.
-  if (!killpriv_decided_ && count >= 2 && iov[0].iov_len >= sizeof(fuse_out_header) &&
+  if (init_unique_ != 0 && count >= 2 && iov[0].iov_len >= sizeof(fuse_out_header) &&
       iov[1].iov_len >= offsetof(fuse_init_out, flags) + sizeof(uint32_t)) {
     fuse_out_header out;
     std::memcpy(&out, iov[0].iov_base, sizeof(out));
-    if (init_unique_ != 0 && out.unique == init_unique_ && out.error == 0) {
-      killpriv_decided_ = true;
-      if (killpriv_offered_) {
+    if (out.unique == init_unique_) {
+      init_unique_ = 0;  // answered: no later reply is looked at
+      if (out.error == 0 && killpriv_offered_) {
         char* flags_at = static_cast<char*>(iov[1].iov_base) + offsetof(fuse_init_out, flags);
         uint32_t flags;
         std::memcpy(&flags, flags_at, sizeof(flags));
@@ -121,8 +121,7 @@ ssize_t FuseFs::Impl::writeReply(int fd, iovec* iov, int count) {
 }
 
 bool FuseFs::Impl::killSuidgidAsked() const {
-  return note_key_made_ &&
-         (reinterpret_cast<uintptr_t>(::pthread_getspecific(note_key_)) & kNoteKillSuidgid) != 0;
+  return (reinterpret_cast<uintptr_t>(::pthread_getspecific(note_key_)) & kNoteKillSuidgid) != 0;
 }
 
 int FuseFs::Impl::dropSetIds(int fd, const char* rel, mode_t* mode) {
